@@ -1,0 +1,59 @@
+# Two commands for users: `make train` and `make test`. Each creates or updates .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ocrtrain-installed
+TORCH_PIN := torch==2.13.0
+ARGS ?=
+
+.PHONY: train test lint typecheck unit fonts browser bench clean demo
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ocrtrain needs Python 3.11+, found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+# Fonts are optional: training and tests work with Pillow's bundled font alone.
+fonts:
+	@if ! fc-list 2>/dev/null | grep -qi -e dejavu -e liberation; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q fonts-dejavu-core fonts-liberation >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q fonts-dejavu-core fonts-liberation >/dev/null 2>&1)) || \
+	    echo "note: could not install DejaVu/Liberation fonts; using the fonts found"; \
+	  fi; \
+	fi
+
+# Debian's chromium for the end-to-end browser tests; they are skipped where it cannot be had.
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	    echo "note: could not install chromium; browser tests will be skipped"; \
+	  fi; \
+	fi
+
+train: $(STAMP) fonts
+	$(BIN)/python runners/train.py $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench runners scripts
+	$(BIN)/ruff format --check src tests bench runners scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP) fonts browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/orphans.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

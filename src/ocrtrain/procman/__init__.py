@@ -1,0 +1,1 @@
+"""Process-management core: supervisor, signals, process tree and run journal."""
