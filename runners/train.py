@@ -1,0 +1,16 @@
+"""`python runners/train.py [hydra overrides]`: train a recognizer, always under the supervisor.
+
+The first line hands the process to `ocrtrain run` (same pid and process group, so Ctrl+C
+from the terminal still reaches it); torch is imported only after that.
+"""
+
+import sys
+
+from ocrtrain.procman.handoff import ensure_supervised
+
+ensure_supervised("train", [__file__, *sys.argv[1:]], grace=30)
+
+from ocrtrain.train.train import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Training callbacks: signal-driven stop and save, atomic checkpoints, JSONL metrics, and
+plain progress lines for logs (a progress bar is used when stdout is a terminal).
+
+Signal handlers only set flags; the work (save, stop) happens at the next batch boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temps
+
+log = logging.getLogger(__name__)
+
+LAST = "last.ckpt"
+
+
+class TrainingInterrupted(Exception):
+    """Raised at a batch boundary after a stop signal; the run exits 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class AtomicModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose files (`last.ckpt`, `best.ckpt`) are written atomically."""
+
+    def __init__(self, *args: Any, test_delay_s: float = 0.0, **kwargs: Any) -> None:
+        kwargs.setdefault("enable_version_counter", False)
+        super().__init__(*args, **kwargs)
+        self.test_delay_s = test_delay_s
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.test_delay_s)
+        if self.dirpath:
+            remove_stale_temps(self.dirpath)
+
+    @property
+    def last_path(self) -> Path:
+        return Path(str(self.dirpath)) / LAST
+
+
+class GracefulSignals(Callback):
+    """First SIGINT/SIGTERM/SIGHUP: finish the batch, save `last.ckpt`, stop (exit 128+N).
+    A second one exits at once. SIGUSR1/SIGUSR2: save `last.ckpt` and go on.
+
+    Installed before `fit` and again at `on_train_start`, after Lightning has put its own
+    SIGTERM handler in place, so these semantics win.
+    """
+
+    STOP = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    SAVE = (signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.stop_signal: int | None = None
+        self.save_requested = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if not self.enabled:
+            return
+        for sig in (*self.STOP, *self.SAVE):
+            prev = signal.signal(sig, self._handle)
+            self._previous.setdefault(sig, prev)
+
+    def restore(self) -> None:
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum in self.SAVE:
+            self.save_requested = True
+            return
+        if self.stop_signal is not None:
+            os.write(2, b"\nsecond stop signal: exiting now\n")
+            os._exit(128 + signum)
+        self.stop_signal = signum
+        os.write(2, b"\nstop requested: saving a checkpoint after this batch\n")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.install()
+
+    def _save(self, trainer: L.Trainer) -> None:
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, AtomicModelCheckpoint) and ckpt.dirpath:
+            path = ckpt.last_path
+            trainer.save_checkpoint(str(path))
+            log.warning("saved %s at step %d", path, trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.save_requested:
+            self.save_requested = False
+            self._save(trainer)
+        if self.stop_signal is not None:
+            self._save(trainer)
+            raise TrainingInterrupted(self.stop_signal)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.stop_signal is not None and not trainer.sanity_checking:
+            # Mid-validation there is no batch of training to keep: the run resumes from the
+            # previous `last.ckpt` (periodic or end of epoch) and redoes at most that much.
+            raise TrainingInterrupted(self.stop_signal)
+
+
+class MetricsJsonl(Callback):
+    """Appends one JSON object per logged train step and per validation/test epoch."""
+
+    def __init__(self, path: str, every_n_steps: int = 10) -> None:
+        self.path = Path(path)
+        self.every_n_steps = max(1, every_n_steps)
+        self._t0 = time.monotonic()
+        self._lines = 0
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @staticmethod
+    def _scalars(trainer: L.Trainer, prefix: str) -> dict[str, float]:
+        return {
+            k: round(float(v), 6)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith(prefix)
+        }
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.monotonic()
+        self._lines = 0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *a: Any
+    ) -> None:
+        self._lines += len(batch["texts"])
+        if trainer.global_step % self.every_n_steps:
+            return
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        self._write(
+            {
+                "time": time.time(),
+                "split": "train",
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                **self._scalars(trainer, "train/"),
+                "lr": lr,
+                "lines_per_s": round(self._lines / elapsed, 2),
+            }
+        )
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._write(
+            {
+                "time": time.time(),
+                "split": "val",
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                **self._scalars(trainer, "val/"),
+            }
+        )
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(
+            {
+                "time": time.time(),
+                "split": "test",
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                **self._scalars(trainer, "test/"),
+            }
+        )
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class PlainProgress(Callback):
+    """Periodic one-line progress reports, for logs and pipes (no carriage returns)."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        self.interval_s = interval_s
+        self._start = time.monotonic()
+        self._last = 0.0
+        self._step0 = 0
+
+    @staticmethod
+    def _emit(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = self._last = time.monotonic()
+        self._step0 = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            return
+        self._last = now
+        total = int(trainer.estimated_stepping_batches)
+        done = trainer.global_step
+        rate = (done - self._step0) / max(now - self._start, 1e-9)
+        eta = (total - done) / rate if rate > 0 else 0.0
+        loss = trainer.callback_metrics.get("train/loss")
+        loss_s = f" loss {float(loss):.4f}" if loss is not None else ""
+        self._emit(
+            f"train epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {done}/{total}"
+            f"{loss_s} {rate:.2f} steps/s eta {_fmt_duration(eta)}"
+        )
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        if "val/cer" in m:
+            self._emit(
+                f"val   epoch {trainer.current_epoch + 1} step {trainer.global_step}"
+                f" cer {float(m['val/cer']):.4f} line_acc {float(m['val/line_acc']):.4f}"
+            )
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        m = trainer.callback_metrics
+        if "test/cer" in m:
+            self._emit(
+                f"test  cer {float(m['test/cer']):.4f} line_acc {float(m['test/line_acc']):.4f}"
+            )

@@ -1,0 +1,126 @@
+"""Compose the training config with Hydra's compose API and turn every config mistake into
+one `ConfigError` line (exit 2) instead of a Hydra traceback.
+
+The config tree lives in the repository's `configs/` folder; an editable install finds it
+next to the package (`src/../configs`). `OCRTRAIN_CONFIG_DIR` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ocrtrain.train.errors import ConfigError
+
+CONFIG_NAME = "train"
+CONFIG_DIR_ENV = "OCRTRAIN_CONFIG_DIR"
+# Groups whose choice is itself an override (`debug=smoke`), not a value to type-check.
+GROUPS = ("data", "model", "trainer", "dataloaders", "callbacks", "paths", "debug", "experiment")
+
+
+def config_dir() -> Path:
+    """The folder holding `train.yaml` and its groups."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[3] / "configs")
+    for cand in candidates:
+        if (cand / f"{CONFIG_NAME}.yaml").is_file():
+            return cand
+    raise ConfigError(
+        f"no {CONFIG_NAME}.yaml found in {', '.join(map(str, candidates))}; "
+        f"set {CONFIG_DIR_ENV} to the repository's configs/ folder"
+    )
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def register_resolvers() -> None:
+    """`${ocr.cpus:}`: the cores this process may use; `${ocr.cpus_minus:1}` leaves some."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("ocr.cpus", _cpus, replace=True)
+    OmegaConf.register_new_resolver(
+        "ocr.cpus_minus", lambda n: max(1, _cpus() - int(n)), replace=True
+    )
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = node
+    return out
+
+
+def _type_ok(old: Any, new: Any) -> bool:
+    if isinstance(old, bool):
+        return isinstance(new, bool)
+    if isinstance(old, int):
+        return isinstance(new, int) and not isinstance(new, bool)
+    if isinstance(old, float):
+        return isinstance(new, int | float) and not isinstance(new, bool)
+    return True
+
+
+def _check_types(base: Any, cfg: Any, overrides: Sequence[str]) -> None:
+    """Each overridden key keeps the type of its default (int, float, bool)."""
+    from omegaconf import OmegaConf
+
+    old = _leaves(OmegaConf.to_container(base, resolve=False))
+    new = _leaves(OmegaConf.to_container(cfg, resolve=False))
+    for ov in overrides:
+        key = ov.split("=", 1)[0].lstrip("+~")
+        if key in GROUPS or key not in old or key not in new:
+            continue
+        before, after = old[key], new[key]
+        if before is None or after is None or (isinstance(after, str) and "${" in after):
+            continue
+        if not _type_ok(before, after):
+            raise ConfigError(
+                f"{key}: expected {type(before).__name__}, got {after!r} ({type(after).__name__})"
+            )
+
+
+def compose(overrides: Sequence[str] = ()) -> Any:
+    """The resolved config (`DictConfig`) of `train.yaml` with the given overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_resolvers()
+    overrides = list(overrides)
+    group_choices = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = hydra_compose(CONFIG_NAME, overrides=overrides)
+            base = hydra_compose(CONFIG_NAME, overrides=group_choices)
+        _check_types(base, cfg, overrides)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(_one_line(exc)) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip()
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip() and str(cause).strip() not in msg:
+        msg = f"{msg}: {str(cause).strip()}"
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("object_type=", "Traceback", "See "))]
+    return " ".join(keep or lines)[:500]

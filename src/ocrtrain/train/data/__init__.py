@@ -1,0 +1,1 @@
+"""Data for the recognizer: the charset, synthetic receipt lines, `labels.tsv` folders."""

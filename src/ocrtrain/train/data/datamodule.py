@@ -1,0 +1,131 @@
+"""The LightningDataModule: synthetic or `labels.tsv` splits, DataLoaders from the config.
+
+Every worker is tied to its trainer (`workers.worker_init`) and the run is supervised, so the
+loaders keep `persistent_workers` on and use the cores: no worker outlives a killed trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from ocrtrain.train.data.charset import Charset
+from ocrtrain.train.data.folder import LabelFolder
+from ocrtrain.train.data.fonts import pick_fonts
+from ocrtrain.train.data.synth import EpochSampler, SynthLines
+from ocrtrain.train.data.transforms import collate
+from ocrtrain.train.data.workers import worker_init
+from ocrtrain.train.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test", "predict")
+
+
+def loader_kwargs(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """DataLoader arguments of a `dataloaders.<split>` section, valid for any `num_workers`."""
+    section = dict(section or {})
+    workers = int(section.get("num_workers", 0))
+    kwargs: dict[str, Any] = {
+        "num_workers": workers,
+        "pin_memory": bool(section.get("pin_memory", False)),
+    }
+    if workers > 0:
+        kwargs["persistent_workers"] = bool(section.get("persistent_workers", True))
+        kwargs["prefetch_factor"] = int(section.get("prefetch_factor") or 2)
+        kwargs["worker_init_fn"] = worker_init
+    return kwargs
+
+
+class OCRDataModule(L.LightningDataModule):
+    """Builds each split from its config section (`kind: synth` or `kind: folder`)."""
+
+    def __init__(
+        self,
+        charset: str | None = None,
+        height: int = 32,
+        max_width: int = 800,
+        batch_size: int = 32,
+        train: Mapping[str, Any] | None = None,
+        val: Mapping[str, Any] | None = None,
+        test: Mapping[str, Any] | None = None,
+        predict: Mapping[str, Any] | None = None,
+        loaders: Mapping[str, Any] | None = None,
+        train_fonts: list[str] | None = None,
+        test_fonts: list[str] | None = None,
+        degrade_presets: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.charset = Charset(charset)
+        self.height = height
+        self.max_width = max_width
+        self.batch_size = batch_size
+        self.loaders = dict(loaders or {})
+        self.train_fonts = list(train_fonts or ["pillow"])
+        self.test_fonts = list(test_fonts or [])
+        self.degrade_presets = dict(degrade_presets or {})  # referenced by the splits' config
+        self.train_samples = 0
+        specs = {"train": train, "val": val, "test": test, "predict": predict}
+        self.datasets: dict[str, Dataset[Any]] = {}
+        for split, spec in specs.items():
+            if spec:
+                self.datasets[split] = self._build(split, dict(spec))
+
+    def _build(self, split: str, spec: dict[str, Any]) -> Dataset[Any]:
+        kind = spec.get("kind", "synth")
+        if kind == "folder":
+            if not spec.get("path"):
+                raise ConfigError(f"data.{split}.path must name a labels.tsv folder")
+            return LabelFolder(spec["path"], self.charset, self.height, self.max_width)
+        if kind != "synth":
+            raise ConfigError(f"data.{split}.kind must be 'synth' or 'folder', not {kind!r}")
+        fonts = pick_fonts(spec.get("fonts") or self.train_fonts, self.train_fonts, split)
+        size = spec.get("size")
+        if split == "train":
+            # unbounded: the sampler picks `batches_per_epoch` batches of fresh lines per epoch
+            self.train_samples = int(spec.get("batches_per_epoch", 100)) * self.batch_size
+            size = None
+        return SynthLines(
+            self.charset,
+            fonts,
+            spec.get("degrade") or {},
+            seed=int(spec.get("seed", 0)),
+            size=None if size is None else int(size),
+            height=self.height,
+            max_width=self.max_width,
+            max_chars=int(spec.get("max_chars", 40)),
+        )
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Any]:
+        dataset = self.datasets.get(split)
+        if dataset is None:
+            raise ConfigError(f"no data.{split} split is configured")
+        kwargs = loader_kwargs(self.loaders.get(split))
+        sampler = None
+        if isinstance(dataset, SynthLines) and dataset.size is None:
+            sampler = EpochSampler(self.train_samples)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            collate_fn=collate,
+            drop_last=False,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader[Any]:
+        return self._loader("predict")

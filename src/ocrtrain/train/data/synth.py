@@ -1,0 +1,92 @@
+"""Synthetic receipt lines as a dataset: sample i of seed s is always the same image.
+
+Rendering happens in `__getitem__`, i.e. in the DataLoader workers (real CPU work). The
+training set is unbounded: `EpochSampler` hands out fresh index ranges every epoch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from ocrtrain.train.data.charset import Charset
+from ocrtrain.train.data.render import Degrade, degrade, render_line
+from ocrtrain.train.data.text import receipt_line
+from ocrtrain.train.data.transforms import Sample, to_tensor
+
+UNBOUNDED = 2**62
+
+
+def synth_image(
+    index: int, seed: int, fonts: Sequence[str], deg: Degrade, charset: Charset, max_chars: int
+) -> tuple[Image.Image, str]:
+    """The (image, text) pair of sample `index` under `seed`."""
+    rng = random.Random(f"{seed}:{index}")
+    text = receipt_line(rng, max_chars)
+    for _ in range(20):  # a restricted charset: draw again, then drop what it cannot express
+        if not charset.unknown(text):
+            break
+        text = receipt_line(rng, max_chars)
+    else:
+        text = "".join(c for c in text if not charset.unknown(c)).strip() or charset.chars[0]
+    img = render_line(text, rng.choice(list(fonts)), rng)
+    return degrade(img, rng, deg), text
+
+
+class SynthLines(Dataset[Sample]):
+    """`size` synthetic lines (or unbounded when `size` is None), rendered on demand."""
+
+    def __init__(
+        self,
+        charset: Charset,
+        fonts: Sequence[str],
+        degrade: Mapping[str, Any] | Degrade,
+        seed: int,
+        size: int | None,
+        height: int,
+        max_width: int,
+        max_chars: int = 40,
+    ) -> None:
+        self.charset = charset
+        self.fonts = list(fonts)
+        self.degrade = degrade if isinstance(degrade, Degrade) else Degrade(**dict(degrade))
+        self.seed = seed
+        self.size = size
+        self.height = height
+        self.max_width = max_width
+        self.max_chars = max_chars
+
+    def __len__(self) -> int:
+        return UNBOUNDED if self.size is None else self.size
+
+    def __getitem__(self, index: int) -> Sample:
+        img, text = synth_image(
+            index, self.seed, self.fonts, self.degrade, self.charset, self.max_chars
+        )
+        return to_tensor(img, self.height, self.max_width), text, self.charset.encode(text)
+
+
+class EpochSampler(Sampler[int]):
+    """Indices `[epoch*n, (epoch+1)*n)`: new lines every epoch, the same ones on a rerun.
+
+    Lightning calls `set_epoch` before each epoch (also after a resume), so the data seen
+    depends on the epoch only, not on how often the run was interrupted.
+    """
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples = num_samples
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.epoch * self.num_samples
+        return iter(range(start, start + self.num_samples))

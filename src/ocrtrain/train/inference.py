@@ -1,0 +1,58 @@
+"""Read checkpoints written by the trainer and rebuild the recognizer from them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ocrtrain.train.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict; CheckpointError unless it is an ocrtrain recognizer checkpoint."""
+    import torch
+
+    from ocrtrain.train.lit_module import MODEL_KIND
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        # Our checkpoints hold plain hyperparameters only, but Lightning adds loop and
+        # callback state that the weights-only unpickler may reject; these are local files.
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    meta = ckpt.get("ocrtrain") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
+        raise CheckpointError(f"{path} is not a checkpoint of an ocrtrain CRNN recognizer")
+    return ckpt
+
+
+def check_compatible(ckpt: dict[str, Any], hparams: dict[str, Any], path: str | Path) -> None:
+    """CheckpointError when the checkpoint's network or charset differ from the config's."""
+    saved = ckpt.get("hyper_parameters", {})
+    for key in ("charset", "height", "net"):
+        if saved.get(key) != hparams.get(key):
+            raise CheckpointError(
+                f"{path} belongs to another model: {key} is {saved.get(key)!r} there,"
+                f" {hparams.get(key)!r} in this config"
+            )
+
+
+def load_model(path: str | Path) -> Any:
+    """The `OCRLitModule` of a checkpoint, in eval mode on CPU."""
+    from ocrtrain.train.lit_module import OCRLitModule
+
+    ckpt = read_checkpoint(path)
+    hp = dict(ckpt.get("hyper_parameters", {}))
+    try:
+        model = OCRLitModule(**hp)
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path} does not match the recognizer: {exc}") from exc
+    model.eval()
+    return model

@@ -1,0 +1,121 @@
+"""The recognizer as a LightningModule: CTC training, greedy decoding, CER and line accuracy.
+
+Its hyperparameters are plain values (charset, network sizes, optimiser numbers), so a
+checkpoint alone rebuilds the model for `ocrtrain predict` and `ocrtrain eval`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from ocrtrain.train.data.charset import Charset
+from ocrtrain.train.metrics import TextScore
+from ocrtrain.train.models.crnn import CRNN
+
+log = logging.getLogger(__name__)
+
+MODEL_KIND = "ocrtrain.crnn-ctc"
+FORMAT_VERSION = 1
+
+
+class OCRLitModule(L.LightningModule):
+    """CRNN + CTC (blank 0), AdamW with a one-cycle learning-rate schedule."""
+
+    def __init__(
+        self,
+        charset: str | None = None,
+        height: int = 32,
+        net: Mapping[str, Any] | None = None,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        pct_start: float = 0.15,
+        scheduler: str = "onecycle",
+    ) -> None:
+        super().__init__()
+        net = dict(net or {})
+        self.save_hyperparameters(
+            {
+                "charset": charset,
+                "height": height,
+                "net": net,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "pct_start": pct_start,
+                "scheduler": scheduler,
+            }
+        )
+        self.charset = Charset(charset)
+        self.net = CRNN(self.charset.num_classes, height=height, **net)
+        self.ctc = nn.CTCLoss(blank=Charset.blank, zero_infinity=True)
+        self.scores: dict[str, TextScore] = {}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def decode(self, logits: torch.Tensor, widths: torch.Tensor) -> list[str]:
+        """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width."""
+        best = logits.argmax(-1).t().cpu()
+        lengths = CRNN.output_lengths(widths.cpu()).clamp(max=best.shape[1])
+        return [
+            self.charset.ctc_greedy(row[:n].tolist())
+            for row, n in zip(best, lengths.tolist(), strict=True)
+        ]
+
+    def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        log_probs = logits.log_softmax(-1)
+        lengths = CRNN.output_lengths(batch["widths"]).clamp(max=logits.shape[0])
+        return self.ctc(log_probs, batch["targets"], lengths, batch["target_lengths"])
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["images"])
+        loss = self._loss(logits, batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["texts"]))
+        return loss
+
+    def _eval_step(self, split: str, batch: dict[str, Any]) -> None:
+        logits = self(batch["images"])
+        loss = self._loss(logits, batch)
+        self.log(f"{split}/loss", loss, batch_size=len(batch["texts"]))
+        self.scores.setdefault(split, TextScore()).update(
+            self.decode(logits, batch["widths"]), batch["texts"]
+        )
+
+    def _eval_end(self, split: str) -> None:
+        score = self.scores.pop(split, TextScore())
+        self.log(f"{split}/cer", score.cer, prog_bar=True)
+        self.log(f"{split}/line_acc", score.line_acc, prog_bar=split == "val")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[str]:
+        return self.decode(self(batch["images"]), batch["widths"])
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler != "onecycle":
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=hp.lr, total_steps=max(total, 1), pct_start=hp.pct_start
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ocrtrain"] = {"kind": MODEL_KIND, "version": FORMAT_VERSION}

@@ -1,0 +1,73 @@
+"""CRNN: a small CNN turns a 32 px line into a sequence of column features, a BiLSTM reads it,
+and a linear layer scores the charset plus the CTC blank at every column (width / 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def _block(cin: int, cout: int, pool: tuple[int, int] | None) -> list[nn.Module]:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(pool, pool))
+    return layers
+
+
+class CRNN(nn.Module):
+    """CNN + BiLSTM + linear; `forward` returns logits shaped (T, B, num_classes)."""
+
+    downsample = 4  # width reduction: two (2, 2) pools, the others pool height only
+
+    def __init__(
+        self,
+        num_classes: int,
+        height: int = 32,
+        channels: Sequence[int] = (32, 64, 128, 128),
+        hidden: int = 128,
+        lstm_layers: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if height % 16:
+            raise ValueError("height must be a multiple of 16")
+        c1, c2, c3, c4 = channels
+        pools: list[tuple[int, int]] = [(2, 2), (2, 2), (2, 1), (2, 1)]
+        self.cnn = nn.Sequential(
+            *_block(1, c1, pools[0]),
+            *_block(c1, c2, pools[1]),
+            *_block(c2, c3, None),
+            *_block(c3, c3, pools[2]),
+            *_block(c3, c4, pools[3]),
+        )
+        feat = c4 * (height // 16)
+        self.proj = nn.Linear(feat, hidden)
+        self.rnn = nn.LSTM(
+            hidden,
+            hidden,
+            num_layers=lstm_layers,
+            bidirectional=True,
+            dropout=dropout if lstm_layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * hidden, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        f = self.cnn(images)  # B, C, H', W/4
+        b, c, h, w = f.shape
+        f = f.permute(3, 0, 1, 2).reshape(w, b, c * h)
+        f = torch.relu(self.proj(f))
+        f, _ = self.rnn(f)
+        return self.head(self.drop(f))
+
+    @classmethod
+    def output_lengths(cls, widths: torch.Tensor) -> torch.Tensor:
+        """Frames per image of the given pixel widths."""
+        return torch.div(widths + cls.downsample - 1, cls.downsample, rounding_mode="floor")

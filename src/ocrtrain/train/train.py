@@ -1,0 +1,160 @@
+"""`train(cfg)`: build data, model, callbacks and trainer from a composed config, fit, test.
+
+`main(argv)` composes `configs/train.yaml` with command-line overrides and returns the exit
+code: 0, 2 for bad input (one `ERROR:` line, nothing written), 128+N when stopped by signal N.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ocrtrain.procman.errors import UsageError
+from ocrtrain.train.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    exit_code: int
+    output_dir: Path
+    ckpt_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _resume_path(cfg: Any, ckpt_dir: Path) -> Path | None:
+    resume = cfg.get("resume")
+    if resume in (None, "", "none", "null", False):
+        return None
+    if resume == "auto":
+        last = ckpt_dir / "last.ckpt"
+        if last.is_file():
+            return last
+        log.info("resume=auto: no %s yet, starting fresh", last)
+        return None
+    path = Path(str(resume)).expanduser().resolve()
+    if not path.is_file():
+        raise CheckpointError(f"resume checkpoint not found: {path}")
+    return path
+
+
+def write_artifacts(output_dir: Path, metrics: Path, ckpt_dir: Path) -> None:
+    """Tell the supervisor's run folder where this run's outputs are (atomically)."""
+    run_dir = os.environ.get("OCRTRAIN_RUN_DIR")
+    if not run_dir:
+        return
+    from ocrtrain.train.checkpoint_io import atomic_write
+
+    doc = {"output_dir": str(output_dir), "metrics": str(metrics), "checkpoints": str(ckpt_dir)}
+    atomic_write(Path(run_dir) / "artifacts.json", json.dumps(doc, indent=2).encode())
+
+
+def build(spec: Any, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, with bad input reported as one `UsageError` line."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(spec, **kwargs, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, UsageError):
+            raise cause from None
+        raise ConfigError(" ".join(str(exc).split())) from exc
+
+
+def train(cfg: Any) -> TrainResult:
+    """Fit (and test) the model described by the resolved config `cfg`."""
+    import lightning as L
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from omegaconf import OmegaConf
+
+    from ocrtrain.train.callbacks import GracefulSignals, PlainProgress, TrainingInterrupted
+    from ocrtrain.train.inference import check_compatible, read_checkpoint
+
+    output_dir = Path(cfg.paths.output_dir).resolve()
+    ckpt_dir = Path(cfg.paths.ckpt_dir).resolve()
+    ckpt_path = _resume_path(cfg, ckpt_dir)
+
+    # Build everything that validates user input before writing anything.
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders))
+    model = build(cfg.model)
+    if ckpt_path is not None:
+        check_compatible(read_checkpoint(ckpt_path), dict(model.hparams), ckpt_path)
+        log.warning("resuming from %s", ckpt_path)
+
+    bar = cfg.progress == "bar" or (cfg.progress == "auto" and sys.stdout.isatty())
+    callbacks: list[Any] = []
+    for name, spec in cfg.callbacks.items():
+        if not spec or "_target_" not in spec:
+            continue
+        cb = build(spec)
+        if bar and isinstance(cb, PlainProgress):
+            continue
+        if name == "metrics":
+            cb.path = output_dir / "metrics.jsonl"
+        callbacks.append(cb)
+    if bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=5))
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml")
+    metrics_path = output_dir / "metrics.jsonl"
+    write_artifacts(output_dir, metrics_path, ckpt_dir)
+    log.info("run output: %s", output_dir)
+
+    trainer = build(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=bar,
+        default_root_dir=str(output_dir),
+    )
+    signals = next((c for c in callbacks if isinstance(c, GracefulSignals)), None)
+    if signals is not None:
+        signals.install()
+    result = TrainResult(0, output_dir, ckpt_dir)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if cfg.test_after_fit and "test" in datamodule.datasets:
+            best = (
+                trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            )
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+            result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    except TrainingInterrupted as exc:
+        log.warning("%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, ckpt_dir)
+        result.exit_code = 128 + exc.signum
+    finally:
+        if signals is not None:
+            signals.restore()
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Compose `configs/train.yaml` with `argv` overrides and train; returns the exit code."""
+    from ocrtrain.train.config import compose
+
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        for name in ("lightning.pytorch", "lightning.fabric"):  # they print via their own handler
+            logging.getLogger(name).propagate = False
+    try:
+        cfg = compose(overrides)
+        return train(cfg).exit_code
+    except UsageError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
