@@ -184,9 +184,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     run = journal.resolve(args.run)
     path = Path(run.log_path)
     out = sys.stdout.buffer
-    if not path.exists():
-        if not args.follow:
-            return 0
+    if not path.exists() and not args.follow:
+        return 0
     offset = 0
     if args.tail is not None and path.exists():
         data = path.read_bytes()

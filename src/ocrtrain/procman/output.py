@@ -46,17 +46,21 @@ class TerminalSink:
                 self._dropped += len(data)
                 self.total_dropped += len(data)
                 return
-            if self._dropped:
-                notice = (
-                    f"\r\n[ocrtrain: {self._dropped} bytes of output were not shown here "
-                    f"(slow reader); the run's log has everything]\r\n"
-                ).encode()
-                self._chunks.append(notice)
-                self._size += len(notice)
-                self._dropped = 0
+            self._flush_notice()
             self._chunks.append(data)
             self._size += len(data)
             self._cond.notify()
+
+    def _flush_notice(self) -> None:
+        """Queue a line saying how much was dropped since the last one (lock held)."""
+        if self._dropped:
+            notice = (
+                f"\r\n[ocrtrain: {self._dropped} bytes of output were not shown here "
+                f"(slow reader); the run's log has everything]\r\n"
+            ).encode()
+            self._chunks.append(notice)
+            self._size += len(notice)
+            self._dropped = 0
 
     def _loop(self) -> None:
         while True:
@@ -89,6 +93,8 @@ class TerminalSink:
     def close(self, timeout: float = 2.0) -> None:
         """Flush what is queued, waiting at most `timeout` seconds for a slow reader."""
         with self._cond:
+            if not self._broken:
+                self._flush_notice()
             self._closing = True
             self._cond.notify()
         self._thread.join(timeout)

@@ -17,6 +17,7 @@ import getpass
 import logging
 import os
 import pty
+import resource
 import selectors
 import signal
 import socket
@@ -433,6 +434,7 @@ class Supervisor:
                 self._begin_teardown()
             assert self.teardown is not None
             if self.teardown.step():
+                self._reap()  # the last members died after the step's own reap
                 self._drain_outputs()
                 return
 
@@ -708,6 +710,9 @@ class Supervisor:
                 "signal": sig,
                 "reason": reason,
                 "survivors": result.survivors if result else {},
+                "log_bytes": self._logfile.bytes_written if self._logfile else 0,
+                "terminal_bytes_dropped": sum(sink.total_dropped for sink in self._sinks),
+                "supervisor_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             },
             exit_code=code,
             exit_signal=sig,
