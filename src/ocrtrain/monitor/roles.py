@@ -1,0 +1,76 @@
+"""What part a process plays in a run: supervisor, watchdog, trainer, rank, worker or helper.
+
+Roles are decided from identity and structure, never from a command-line substring:
+
+- supervisor / watchdog / trainer: the (pid, start) pairs the journal recorded (an unknown
+  run's trainer is its tagged session leader);
+- rank: a DDP rank is started with `LOCAL_RANK`/`RANK` in its environment by a launcher
+  (Lightning, torchrun); the first process in a chain with that value is the rank, the
+  processes it forks inherit the value and are its workers or helpers;
+- worker: a DataLoader worker, i.e. a fork of a trainer/rank/worker that did not exec (same
+  argv as its parent), a `multiprocessing` spawn/forkserver child, or a process PyTorch named
+  `pt_data_worker`;
+- helper: anything else inside the run (a shell, a logger, a tool the trainer started).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SUPERVISOR = "supervisor"
+WATCHDOG = "watchdog"
+TRAINER = "trainer"
+RANK = "rank"
+WORKER = "worker"
+HELPER = "helper"
+
+_RANK_PREFIXES = (b"LOCAL_RANK=", b"RANK=")
+_MP_MARKERS = ("multiprocessing.spawn", "multiprocessing.forkserver")
+_WORKER_COMMS = ("pt_data_worker",)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcInfo:
+    """The little a role decision needs about one process."""
+
+    pid: int
+    ppid: int
+    comm: str
+    cmdline: tuple[str, ...]
+    rank: str | None  # LOCAL_RANK (or RANK) from the environment
+
+
+def rank_of(environ: list[bytes] | None) -> str | None:
+    """The `LOCAL_RANK` (else `RANK`) value in an environment, if any."""
+    if not environ:
+        return None
+    found: dict[bytes, str] = {}
+    for item in environ:
+        for prefix in _RANK_PREFIXES:
+            if item.startswith(prefix):
+                found[prefix] = item[len(prefix) :].decode(errors="replace")
+    return found.get(b"LOCAL_RANK=", found.get(b"RANK="))
+
+
+def classify(info: ProcInfo, parent: ProcInfo | None, parent_role: str | None) -> str:
+    """Role of a run member that is neither supervisor, watchdog nor trainer.
+
+    Args:
+        info: the process.
+        parent: its parent, if the parent is a member of the same run.
+        parent_role: the parent's role, if known.
+    """
+    if info.rank is not None and (parent is None or parent.rank != info.rank):
+        return RANK
+    if info.comm.startswith(_WORKER_COMMS):
+        return WORKER
+    if any(m in arg for arg in info.cmdline[:3] for m in _MP_MARKERS):
+        return WORKER
+    if (
+        parent is not None
+        and parent_role in (TRAINER, RANK, WORKER)
+        and info.cmdline
+        and info.cmdline == parent.cmdline
+    ):
+        return WORKER
+    return HELPER

@@ -1,0 +1,598 @@
+"""Immutable, timestamped snapshots of every ocrtrain run on the machine.
+
+`collect()` makes one pass over `/proc` (stat + environ of every process), groups processes
+into runs by exact identity (run-id tag in the environment, the run's cgroup, its session while
+the session leader lives, descent from its live supervisor, the (pid, start) pairs in the
+journal) and reads the expensive fields (cmdline, io, environment for ranks) of run members
+only. It never raises for a process that vanishes mid-read: such fields become None ("N/A").
+
+CPU %: a single snapshot reports each process's lifetime average (CPU time / age), which needs
+no second reading and so keeps `ocrtrain ps --json` as fast as `ps`; given the previous
+snapshot (`--watch`, the web UI) it reports the use over the interval between the two.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ocrtrain.monitor import roles
+from ocrtrain.procman import procfs
+from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, RunRecord
+
+if TYPE_CHECKING:
+    from ocrtrain.monitor.gpu import GpuDevice, GpuReading
+    from ocrtrain.monitor.legacy import LegacyProcess
+    from ocrtrain.procman.journal import Journal
+
+ORPHAN = "orphan"
+STALE = "stale"
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessView:
+    """One process of a run. Byte counts in bytes; None where unreadable."""
+
+    pid: int
+    start: int  # clock ticks after boot; with pid, the process's identity
+    ppid: int
+    uid: int | None
+    role: str
+    state: str
+    age_s: float | None
+    cpu_percent: float | None
+    rss_bytes: int | None
+    threads: int | None
+    io_read_bytes: int | None
+    io_write_bytes: int | None
+    gpu_mem_bytes: int | None
+    gpu_util: float | None
+    cmdline: str | None
+    flags: tuple[str, ...]
+    found_by: str  # tag | cgroup | session | descent | journal
+    cpu_ticks: int  # utime + stime, for the next snapshot's interval CPU %
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "ppid": self.ppid,
+            "role": self.role,
+            "state": self.state,
+            "age_s": self.age_s,
+            "cpu_percent": self.cpu_percent,
+            "rss_bytes": self.rss_bytes,
+            "threads": self.threads,
+            "io_read_bytes": self.io_read_bytes,
+            "io_write_bytes": self.io_write_bytes,
+            "gpu_mem_bytes": self.gpu_mem_bytes,
+            "gpu_util": self.gpu_util,
+            "cmdline": self.cmdline,
+            "flags": list(self.flags),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """A run and its live processes. `state` is the journal's (None: not in this journal)."""
+
+    id: str
+    name: str | None
+    user: str | None
+    state: str | None
+    flags: tuple[str, ...]
+    supervisor_pid: int | None
+    processes: tuple[ProcessView, ...]
+    record: RunRecord | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "user": self.user,
+            "state": self.state,
+            "flags": list(self.flags),
+            "supervisor_pid": self.supervisor_pid,
+            "processes": [p.to_dict() for p in self.processes],
+        }
+
+    @property
+    def members(self) -> tuple[ProcessView, ...]:
+        """The run's processes other than its supervisor and watchdog."""
+        return tuple(p for p in self.processes if p.role not in (roles.SUPERVISOR, roles.WATCHDOG))
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    """Machine-wide figures (bytes, percent)."""
+
+    cpu_percent: float | None
+    mem_total: int | None
+    mem_used: int | None
+    gpus: tuple[GpuDevice, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cpu_percent": self.cpu_percent,
+            "mem_total": self.mem_total,
+            "mem_used": self.mem_used,
+            "gpus": [g.to_dict() for g in self.gpus],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSnapshot:
+    """Every run on the machine at `taken_at` (seconds since the epoch)."""
+
+    taken_at: float
+    host: HostView
+    runs: tuple[RunView, ...]
+    legacy: tuple[LegacyProcess, ...] | None = None
+    cpu_total_ticks: int | None = None  # /proc/stat, for the next snapshot's host CPU %
+    cpu_busy_ticks: int | None = None
+
+    @property
+    def orphans(self) -> int:
+        """How many processes are flagged orphan."""
+        return sum(1 for r in self.runs for p in r.processes if ORPHAN in p.flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Exactly what `ocrtrain ps --json` prints."""
+        out: dict[str, Any] = {
+            "taken_at": self.taken_at,
+            "host": self.host.to_dict(),
+            "runs": [r.to_dict() for r in self.runs],
+            "orphans": self.orphans,
+        }
+        if self.legacy is not None:
+            out["legacy"] = [p.to_dict() for p in self.legacy]
+        return out
+
+
+# -- small readers ------------------------------------------------------------------------
+
+
+def read_io(pid: int) -> tuple[int | None, int | None]:
+    """(read_bytes, write_bytes) from /proc/<pid>/io: bytes that reached storage."""
+    try:
+        with open(f"{procfs.PROC}/{pid}/io", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None, None
+    values: dict[bytes, int] = {}
+    for line in raw.splitlines():
+        key, _, value = line.partition(b":")
+        if key in (b"read_bytes", b"write_bytes"):
+            try:
+                values[key] = int(value)
+            except ValueError:
+                pass
+    return values.get(b"read_bytes"), values.get(b"write_bytes")
+
+
+def _cpu_ticks() -> tuple[int | None, int | None]:
+    """(total, busy) jiffies of all CPUs from /proc/stat."""
+    try:
+        with open(f"{procfs.PROC}/stat", "rb") as f:
+            first = f.readline().split()
+    except OSError:
+        return None, None
+    try:
+        nums = [int(x) for x in first[1:]]
+    except ValueError:
+        return None, None
+    total = sum(nums[:8])
+    idle = nums[3] + (nums[4] if len(nums) > 4 else 0)
+    return total, total - idle
+
+
+def _meminfo() -> tuple[int | None, int | None]:
+    try:
+        with open(f"{procfs.PROC}/meminfo", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None, None
+    values: dict[bytes, int] = {}
+    for line in raw.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in (b"MemTotal:", b"MemAvailable:"):
+            values[parts[0]] = int(parts[1]) * 1024
+    total = values.get(b"MemTotal:")
+    avail = values.get(b"MemAvailable:")
+    return total, (total - avail if total is not None and avail is not None else None)
+
+
+def _user_name(uid: int | None) -> str | None:
+    if uid is None:
+        return None
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return str(uid)
+
+
+def _alive(table: dict[int, procfs.Tagged], pid: int | None, start: int | None) -> bool:
+    if pid is None or start is None:
+        return False
+    t = table.get(pid)
+    return t is not None and t.stat.start == start and t.stat.state not in ("Z", "X")
+
+
+def cgroup_pids(path: str | None) -> set[int]:
+    """pids in a run's cgroup (and its sub-groups); empty when it is gone or unreadable."""
+    if not path:
+        return set()
+    out: set[int] = set()
+    root = Path(path)
+    try:
+        for procs in [root / "cgroup.procs", *root.glob("**/cgroup.procs")]:
+            try:
+                out.update(int(x) for x in procs.read_text().split())
+            except (OSError, ValueError):
+                continue
+    except OSError:
+        pass
+    return out
+
+
+# -- grouping -----------------------------------------------------------------------------
+
+
+@dataclass
+class RunGroup:
+    """Processes of one run as found by a scan (before the expensive fields are read)."""
+
+    run_id: str
+    record: RunRecord | None
+    supervisor: procfs.ProcStat | None = None
+    watchdog: procfs.ProcStat | None = None
+    members: dict[int, tuple[procfs.ProcStat, str]] = field(default_factory=dict)  # how found
+    trainer_alive: bool = False
+    supervisor_alive: bool = False
+    watchdog_alive: bool = False
+
+
+def group_runs(
+    table: dict[int, procfs.Tagged], records: Iterable[RunRecord], *, exclude: Iterable[int] = ()
+) -> dict[str, RunGroup]:
+    """Group the scanned processes into runs.
+
+    Args:
+        table: one `procfs.scan(with_env=True)`.
+        records: the journal's runs to consider (active ones plus any a tag names).
+        exclude: pids that are never members (the caller itself).
+    """
+    skip = {os.getpid(), *exclude}
+    groups: dict[str, RunGroup] = {r.id: RunGroup(r.id, r) for r in records}
+    for pid, t in table.items():
+        if pid in skip or t.stat.state in ("Z", "X"):
+            continue
+        if t.watchdog_for is not None:
+            g = groups.setdefault(t.watchdog_for, RunGroup(t.watchdog_for, None))
+            g.watchdog = t.stat
+            g.watchdog_alive = True
+        elif t.run_id is not None:
+            g = groups.setdefault(t.run_id, RunGroup(t.run_id, None))
+            g.members[pid] = (t.stat, "tag")
+    children: dict[int, list[int]] = {}
+    for pid, t in table.items():
+        children.setdefault(t.stat.ppid, []).append(pid)
+    for g in groups.values():
+        rec = g.record
+        if rec is None:
+            continue
+        if _alive(table, rec.supervisor_pid, rec.supervisor_start):
+            g.supervisor = table[rec.supervisor_pid].stat  # type: ignore[index]
+            g.supervisor_alive = True
+        if _alive(table, rec.watchdog_pid, rec.watchdog_start):
+            g.watchdog = table[rec.watchdog_pid].stat  # type: ignore[index]
+            g.watchdog_alive = True
+        g.trainer_alive = _alive(table, rec.child_pid, rec.child_start)
+        if rec.state in FINAL_STATES:
+            continue  # only the tag identifies leftovers of an ended run: its sid may be reused
+        special = {p for p in (rec.supervisor_pid, rec.watchdog_pid) if p is not None} | skip
+        for pid in cgroup_pids(rec.cgroup):
+            ct = table.get(pid)
+            if ct is not None and pid not in special and _plain_live(ct):
+                g.members.setdefault(pid, (ct.stat, "cgroup"))
+        if g.trainer_alive and rec.sid is not None:
+            # While the leader lives its pid (= the sid) cannot be reused: the session is ours.
+            for pid, t in table.items():
+                if t.stat.sid == rec.sid and pid not in special and _plain_live(t):
+                    g.members.setdefault(pid, (t.stat, "session"))
+        if g.supervisor_alive and rec.supervisor_pid is not None:
+            stack = list(children.get(rec.supervisor_pid, []))
+            while stack:
+                pid = stack.pop()
+                t = table[pid]
+                if pid in special or t.watchdog_for is not None:
+                    continue
+                if t.stat.state not in ("Z", "X"):
+                    g.members.setdefault(pid, (t.stat, "descent"))
+                stack.extend(children.get(pid, []))
+    return groups
+
+
+def _plain_live(t: procfs.Tagged) -> bool:
+    """Not a zombie and not a watchdog (a watchdog is shown as such, never as a member)."""
+    return t.watchdog_for is None and t.stat.state not in ("Z", "X")
+
+
+def _looks_like_supervisor(table: dict[int, procfs.Tagged], pid: int) -> bool:
+    t = table.get(pid)
+    if t is None or pid <= 1 or t.run_id is not None:
+        return False
+    return any("ocrtrain" in arg for arg in procfs.read_cmdline(pid)[:4])
+
+
+def orphan_pids(group: RunGroup, table: dict[int, procfs.Tagged]) -> set[int]:
+    """Members that have lost their run: the run ended or lost its supervisor or trainer, or
+    the process was re-parented to init. For a run this journal does not know, a member is an
+    orphan unless its chain of same-run ancestors ends at a live ocrtrain supervisor."""
+    members = group.members
+    rec = group.record
+    out: set[int] = set()
+    run_broken = rec is not None and (
+        rec.state in FINAL_STATES
+        or not group.supervisor_alive
+        or (not group.trainer_alive and rec.child_pid is not None)
+    )
+    for pid, (st, _how) in members.items():
+        if st.ppid <= 1 or run_broken:
+            out.add(pid)
+    if rec is None:
+        for pid, (st, _how) in members.items():
+            top = st
+            seen = {pid}
+            while top.ppid in members and top.ppid not in seen:
+                seen.add(top.ppid)
+                top = members[top.ppid][0]
+            if not _looks_like_supervisor(table, top.ppid):
+                out.add(pid)
+    return out
+
+
+def is_stale(group: RunGroup) -> bool:
+    """The journal says the run is active, yet its supervisor, watchdog and processes are gone."""
+    rec = group.record
+    return (
+        rec is not None
+        and rec.state in ACTIVE_STATES
+        and not group.supervisor_alive
+        and not group.watchdog_alive
+        and not group.members
+        and (rec.supervisor_pid is not None or time.time() - rec.created_at > 60.0)
+    )
+
+
+def journal_records(journal: Journal, table: dict[int, procfs.Tagged]) -> list[RunRecord]:
+    """The runs worth looking at: active ones plus ended ones whose processes remain."""
+    records = {r.id: r for r in journal.list_runs(states=ACTIVE_STATES)}
+    tagged = {t.run_id for t in table.values() if t.run_id} | {
+        t.watchdog_for for t in table.values() if t.watchdog_for
+    }
+    for run_id in tagged - set(records):
+        if run_id is None:
+            continue
+        rec = journal.get_run(run_id)
+        if rec is not None:
+            records[run_id] = rec
+    return list(records.values())
+
+
+# -- the snapshot ---------------------------------------------------------------------------
+
+
+def _process_view(
+    st: procfs.ProcStat,
+    role: str,
+    flags: tuple[str, ...],
+    found_by: str,
+    *,
+    now: float,
+    btime: float,
+    previous: dict[tuple[int, int], tuple[int, float]],
+    gpu: GpuReading | None,
+    cmdline: list[str],
+    uid: int | None,
+) -> ProcessView:
+    ticks = st.utime + st.stime
+    age = max(0.0, now - procfs.start_epoch(st.start, btime)) if btime else None
+    cpu: float | None = None
+    prev = previous.get((st.pid, st.start))
+    if prev is not None and now > prev[1]:
+        cpu = 100.0 * (ticks - prev[0]) / procfs.CLOCK_TICKS / (now - prev[1])
+    elif age:
+        cpu = 100.0 * ticks / procfs.CLOCK_TICKS / age
+    io_r, io_w = read_io(st.pid)
+    gp = gpu.by_pid.get(st.pid) if gpu is not None else None
+    return ProcessView(
+        pid=st.pid,
+        start=st.start,
+        ppid=st.ppid,
+        uid=uid,
+        role=role,
+        state=st.state,
+        age_s=round(age, 3) if age is not None else None,
+        cpu_percent=round(cpu, 1) if cpu is not None else None,
+        rss_bytes=st.rss_pages * PAGE_SIZE,
+        threads=st.num_threads,
+        io_read_bytes=io_r,
+        io_write_bytes=io_w,
+        gpu_mem_bytes=gp.mem_bytes if gp is not None else None,
+        gpu_util=gp.util if gp is not None else None,
+        cmdline=shlex.join(cmdline) if cmdline else None,
+        flags=flags,
+        found_by=found_by,
+        cpu_ticks=ticks,
+    )
+
+
+def build_run_view(
+    group: RunGroup,
+    table: dict[int, procfs.Tagged],
+    *,
+    now: float,
+    btime: float,
+    previous: dict[tuple[int, int], tuple[int, float]],
+    gpu: GpuReading | None,
+) -> RunView:
+    """Read the per-process fields of one run's processes and decide roles and flags."""
+    rec = group.record
+    orphans = orphan_pids(group, table)
+    infos: dict[int, roles.ProcInfo] = {}
+    for pid, (st, _how) in group.members.items():
+        infos[pid] = roles.ProcInfo(
+            pid=pid,
+            ppid=st.ppid,
+            comm=st.comm,
+            cmdline=tuple(procfs.read_cmdline(pid)),
+            rank=roles.rank_of(procfs.read_environ(pid)),
+        )
+    trainer_pid: int | None = None
+    if rec is not None and group.trainer_alive:
+        trainer_pid = rec.child_pid
+    elif rec is None:
+        leaders = [p for p, (st, _h) in group.members.items() if st.sid == p]
+        trainer_pid = min(leaders) if leaders else None
+    role_of: dict[int, str] = {}
+    if trainer_pid is not None:
+        role_of[trainer_pid] = roles.TRAINER
+
+    def role(pid: int, depth: int = 0) -> str:
+        if pid in role_of:
+            return role_of[pid]
+        info = infos[pid]
+        parent = infos.get(info.ppid)
+        parent_role = role(info.ppid, depth + 1) if parent is not None and depth < 64 else None
+        role_of[pid] = roles.classify(info, parent, parent_role)
+        return role_of[pid]
+
+    views: list[ProcessView] = []
+
+    def view(st: procfs.ProcStat, role_: str, flags: tuple[str, ...], how: str) -> ProcessView:
+        info = infos.get(st.pid)
+        cmd = list(info.cmdline) if info is not None else procfs.read_cmdline(st.pid)
+        return _process_view(
+            st,
+            role_,
+            flags,
+            how,
+            now=now,
+            btime=btime,
+            previous=previous,
+            gpu=gpu,
+            cmdline=cmd,
+            uid=procfs.read_uid(st.pid),
+        )
+
+    if group.supervisor is not None:
+        views.append(view(group.supervisor, roles.SUPERVISOR, (), "journal"))
+    if group.watchdog is not None:
+        views.append(view(group.watchdog, roles.WATCHDOG, (), "journal"))
+    for pid in sorted(group.members, key=lambda p: (group.members[p][0].start, p)):
+        st, how = group.members[pid]
+        views.append(view(st, role(pid), (ORPHAN,) if pid in orphans else (), how))
+    run_flags: list[str] = []
+    if orphans:
+        run_flags.append(ORPHAN)
+    if is_stale(group):
+        run_flags.append(STALE)
+    user = rec.user if rec is not None else _user_name(views[0].uid if views else None)
+    return RunView(
+        id=group.run_id,
+        name=rec.name if rec is not None else None,
+        user=user,
+        state=str(rec.state) if rec is not None else None,
+        flags=tuple(run_flags),
+        supervisor_pid=rec.supervisor_pid if rec is not None else None,
+        processes=tuple(views),
+        record=rec,
+    )
+
+
+def collect(
+    journal: Journal | None = None,
+    *,
+    previous: MonitorSnapshot | None = None,
+    match: str | None = None,
+    all_users: bool = False,
+    gpu: bool = True,
+) -> MonitorSnapshot:
+    """Take a snapshot of every run on the machine.
+
+    Args:
+        journal: the run journal (default: the one under `$OCRTRAIN_HOME`).
+        previous: an earlier snapshot; CPU % is then measured over the interval between them.
+        match: also list pre-ocrtrain processes whose interpreter + script path match this
+            pattern (see `ocrtrain.monitor.legacy`).
+        all_users: with `match`, include other users' processes (root only).
+        gpu: read NVML (skipped cheaply when no NVIDIA driver is present).
+
+    Raises:
+        UsageError: `all_users` without root, or an empty `match`.
+    """
+    if journal is None:
+        from ocrtrain.procman.journal import Journal
+
+        journal = Journal()
+    total0, busy0 = _cpu_ticks()
+    t0 = time.time()
+    table = procfs.scan(with_env=True)
+    records = journal_records(journal, table)
+    groups = group_runs(table, records)
+    gpu_reading = None
+    if gpu:
+        from ocrtrain.monitor import gpu as gpu_mod
+
+        gpu_reading = gpu_mod.read()
+    now = time.time()
+    btime = procfs.boot_time()
+    prev_ticks: dict[tuple[int, int], tuple[int, float]] = {}
+    if previous is not None:
+        for r in previous.runs:
+            for p in r.processes:
+                prev_ticks[(p.pid, p.start)] = (p.cpu_ticks, previous.taken_at)
+    runs = [
+        build_run_view(g, table, now=now, btime=btime, previous=prev_ticks, gpu=gpu_reading)
+        for g in groups.values()
+        if g.members or g.supervisor is not None or g.watchdog is not None or is_stale(g)
+    ]
+    runs.sort(key=lambda r: (r.record.created_at if r.record else 0.0, r.id))
+    legacy = None
+    if match is not None:
+        from ocrtrain.monitor import legacy as legacy_mod
+
+        legacy = tuple(legacy_mod.find(match, table, all_users=all_users, now=now, btime=btime))
+    total1, busy1 = _cpu_ticks()
+    host_cpu: float | None = None
+    base_total, base_busy = (
+        (previous.cpu_total_ticks, previous.cpu_busy_ticks) if previous else (total0, busy0)
+    )
+    if None not in (base_total, base_busy, total1, busy1):
+        dt = total1 - base_total  # type: ignore[operator]
+        if dt > 0:
+            host_cpu = round(100.0 * (busy1 - base_busy) / dt, 1)  # type: ignore[operator]
+    mem_total, mem_used = _meminfo()
+    host = HostView(
+        cpu_percent=host_cpu,
+        mem_total=mem_total,
+        mem_used=mem_used,
+        gpus=tuple(gpu_reading.devices) if gpu_reading is not None else (),
+    )
+    del t0
+    return MonitorSnapshot(
+        taken_at=now,
+        host=host,
+        runs=tuple(runs),
+        legacy=legacy,
+        cpu_total_ticks=total1,
+        cpu_busy_ticks=busy1,
+    )

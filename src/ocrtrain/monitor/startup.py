@@ -1,0 +1,51 @@
+"""The startup check every `ocrtrain` command and the web UI run first.
+
+It closes runs whose supervisor and watchdog are gone as `lost` (the core's `reconcile`) and
+reports orphaned processes with the one command that removes them. It costs one pass over
+`/proc` (stat + environ) and a couple of journal queries: no cmdline, io or GPU reads, except
+the cmdline of the parent of a run this journal does not know.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ocrtrain.monitor.snapshot import group_runs, journal_records, orphan_pids
+from ocrtrain.procman import procfs
+from ocrtrain.procman.reconcile import reconcile
+
+if TYPE_CHECKING:
+    from ocrtrain.procman.journal import Journal
+
+log = logging.getLogger(__name__)
+
+
+def startup_check(journal: Journal) -> list[str]:
+    """Reconcile the journal with the process table and return hint lines for humans.
+
+    Never raises for a problem it finds (that is what the hints are for); a journal that
+    cannot be read is logged and yields no hints, so that a broken check never blocks a
+    command.
+
+    Returns:
+        Lines such as "2 orphaned process(es) of run X; remove them with: ocrtrain cleanup
+        --yes". Empty when all is well.
+    """
+    lines: list[str] = []
+    try:
+        for run in reconcile(journal):
+            lines.append(f"run {run.id} ({run.name}) was marked lost: its supervisor is gone")
+        table = procfs.scan(with_env=True)
+        groups = group_runs(table, journal_records(journal, table))
+    except Exception:  # a startup check must never break the command that runs it
+        log.exception("startup check failed")
+        return lines
+    for run_id in sorted(groups):
+        n = len(orphan_pids(groups[run_id], table))
+        if n:
+            lines.append(
+                f"{n} orphaned process(es) of run {run_id}; remove them with: "
+                "ocrtrain cleanup --yes"
+            )
+    return lines
