@@ -1,16 +1,103 @@
-"""Subcommands of this area (placeholder until it lands)."""
+"""`ocrtrain train | predict | eval | data synth`: the training area's subcommands.
+
+Torch, Lightning and Hydra are imported inside the handlers so `ocrtrain run` and `ps` stay
+fast. `ocrtrain train` hands itself to the supervisor like `runners/train.py` does.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from typing import Any
+
+from ocrtrain.procman.errors import UsageError
 
 
 def register(subparsers: Any) -> None:
     """Add this area's subcommands to the `ocrtrain` parser."""
-    del subparsers
+    p = subparsers.add_parser(
+        "train",
+        help="train the recognizer (supervised); takes Hydra overrides, e.g. debug=smoke",
+    )
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value Hydra overrides")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("predict", help="read the text of line images")
+    p.add_argument("--ckpt", required=True, help="checkpoint written by training")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser("eval", help="CER and line accuracy on a labels.tsv folder")
+    p.add_argument("--ckpt", required=True, help="checkpoint written by training")
+    p.add_argument("--data", required=True, help="folder with labels.tsv and the images")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser("data", help="datasets for training and evaluation")
+    sub = p.add_subparsers(dest="data_command", metavar="COMMAND", parser_class=type(p))
+    sub.required = True
+    s = sub.add_parser("synth", help="write synthetic receipt lines as a labels.tsv folder")
+    s.add_argument("--out", required=True, help="new (or empty) output folder")
+    s.add_argument("--n", type=int, required=True, help="number of lines")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--fonts", default="test", help="'train', 'test' (held-out) or comma-separated font files"
+    )
+    s.add_argument("--degrade", default="default", help="clean, default or heavy")
+    s.set_defaults(func=cmd_data_synth)
 
 
-def _unused(args: argparse.Namespace) -> int:
-    del args
+def cmd_train(args: argparse.Namespace) -> int:
+    from ocrtrain.procman.handoff import ensure_supervised
+
+    overrides = [o for o in args.overrides if o != "--"]
+    ensure_supervised("train", ["-m", "ocrtrain.train", *overrides], grace=30)
+    from ocrtrain.train.train import main
+
+    return main(overrides)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ocrtrain.train.predict import predict_images
+
+    texts = predict_images(args.ckpt, args.images)
+    for path, text in zip(args.images, texts, strict=True):
+        print(f"{path}\t{text}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ocrtrain.train.evaluate import evaluate_folder
+
+    result = evaluate_folder(args.ckpt, args.data, num_workers=args.workers)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"CER {result['cer']:.4f} line_acc {result['line_acc']:.4f}")
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from ocrtrain.train.config import compose
+    from ocrtrain.train.data.export import write_synth_folder
+    from ocrtrain.train.data.fonts import pick_fonts
+
+    data = OmegaConf.to_container(compose([]).data)
+    assert isinstance(data, dict)
+    presets = data["degrade_presets"]
+    if args.degrade not in presets:
+        raise UsageError(f"--degrade must be one of {', '.join(presets)}, not {args.degrade!r}")
+    if args.fonts in ("train", "test"):
+        names = data[f"{args.fonts}_fonts"]
+    else:
+        names = [f.strip() for f in args.fonts.split(",") if f.strip()]
+    fonts = pick_fonts(names, data["train_fonts"], args.fonts)
+    out = write_synth_folder(
+        args.out, args.n, fonts, presets[args.degrade], seed=args.seed, charset=data["charset"]
+    )
+    print(f"wrote {args.n} lines to {out}", file=sys.stderr)
     return 0

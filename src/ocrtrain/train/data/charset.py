@@ -48,7 +48,7 @@ class Charset:
         out: list[int] = []
         prev = self.blank
         for i in best_path:
-            if i != prev and i != self.blank:
+            if i not in (prev, self.blank):
                 out.append(i)
             prev = i
         return self.decode(out)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.folder import LabelFolder
 from ocrtrain.train.data.fonts import pick_fonts
-from ocrtrain.train.data.synth import EpochSampler, SynthLines
+from ocrtrain.train.data.synth import EpochSampler, LengthBuckets, SynthLines
 from ocrtrain.train.data.transforms import collate
 from ocrtrain.train.data.workers import worker_init
 from ocrtrain.train.errors import ConfigError
@@ -58,6 +58,7 @@ class OCRDataModule(L.LightningDataModule):
         train_fonts: list[str] | None = None,
         test_fonts: list[str] | None = None,
         degrade_presets: Mapping[str, Any] | None = None,
+        bucket_batches: int = 16,
     ) -> None:
         super().__init__()
         self.charset = Charset(charset)
@@ -69,6 +70,7 @@ class OCRDataModule(L.LightningDataModule):
         self.test_fonts = list(test_fonts or [])
         self.degrade_presets = dict(degrade_presets or {})  # referenced by the splits' config
         self.train_samples = 0
+        self.bucket_batches = bucket_batches  # length bucketing of synthetic training batches
         specs = {"train": train, "val": val, "test": test, "predict": predict}
         self.datasets: dict[str, Dataset[Any]] = {}
         for split, spec in specs.items():
@@ -105,17 +107,17 @@ class OCRDataModule(L.LightningDataModule):
         if dataset is None:
             raise ConfigError(f"no data.{split} split is configured")
         kwargs = loader_kwargs(self.loaders.get(split))
-        sampler = None
         if isinstance(dataset, SynthLines) and dataset.size is None:
-            sampler = EpochSampler(self.train_samples)
+            batches = LengthBuckets(
+                EpochSampler(self.train_samples),
+                self.batch_size,
+                dataset.text_length,
+                self.bucket_batches,
+                seed=dataset.seed,
+            )
+            return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, **kwargs)
         return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
-            collate_fn=collate,
-            drop_last=False,
-            **kwargs,
+            dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate, **kwargs
         )
 
     def train_dataloader(self) -> DataLoader[Any]:

@@ -37,7 +37,7 @@ class Degrade:
 def render_line(text: str, font_spec: str, rng: random.Random) -> Image.Image:
     """Dark text on light paper, at a font size of 28-40 px, with a few pixels of margin."""
     font = load_font(font_spec, rng.randint(28, 40))
-    left, top, right, bottom = font.getbbox(text)
+    left, _top, right, bottom = font.getbbox(text)
     ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (bottom, 0)
     pad_x, pad_y = rng.randint(2, 12), rng.randint(2, 8)
     w = max(right - left, 1) + 2 * pad_x

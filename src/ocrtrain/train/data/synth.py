@@ -6,8 +6,9 @@ training set is unbounded: `EpochSampler` hands out fresh index ranges every epo
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from PIL import Image
@@ -21,10 +22,10 @@ from ocrtrain.train.data.transforms import Sample, to_tensor
 UNBOUNDED = 2**62
 
 
-def synth_image(
-    index: int, seed: int, fonts: Sequence[str], deg: Degrade, charset: Charset, max_chars: int
-) -> tuple[Image.Image, str]:
-    """The (image, text) pair of sample `index` under `seed`."""
+def synth_text(
+    index: int, seed: int, charset: Charset, max_chars: int
+) -> tuple[str, random.Random]:
+    """The text of sample `index` under `seed`, and the RNG to render it with."""
     rng = random.Random(f"{seed}:{index}")
     text = receipt_line(rng, max_chars)
     for _ in range(20):  # a restricted charset: draw again, then drop what it cannot express
@@ -33,6 +34,14 @@ def synth_image(
         text = receipt_line(rng, max_chars)
     else:
         text = "".join(c for c in text if not charset.unknown(c)).strip() or charset.chars[0]
+    return text, rng
+
+
+def synth_image(
+    index: int, seed: int, fonts: Sequence[str], deg: Degrade, charset: Charset, max_chars: int
+) -> tuple[Image.Image, str]:
+    """The (image, text) pair of sample `index` under `seed`."""
+    text, rng = synth_text(index, seed, charset, max_chars)
     img = render_line(text, rng.choice(list(fonts)), rng)
     return degrade(img, rng, deg), text
 
@@ -63,6 +72,10 @@ class SynthLines(Dataset[Sample]):
     def __len__(self) -> int:
         return UNBOUNDED if self.size is None else self.size
 
+    def text_length(self, index: int) -> int:
+        """Characters in line `index`, without rendering it (for length bucketing)."""
+        return len(synth_text(index, self.seed, self.charset, self.max_chars)[0])
+
     def __getitem__(self, index: int) -> Sample:
         img, text = synth_image(
             index, self.seed, self.fonts, self.degrade, self.charset, self.max_chars
@@ -90,3 +103,39 @@ class EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         start = self.epoch * self.num_samples
         return iter(range(start, start + self.num_samples))
+
+
+class LengthBuckets(Sampler[list[int]]):
+    """Batches of lines of similar length, drawn from an `EpochSampler`'s indices.
+
+    Within each group of `bucket_batches` batches the lines are sorted by text length, so a
+    batch pads far less; the batch order is then shuffled (seeded by the epoch). Lightning
+    finds `self.sampler` and calls its `set_epoch`.
+    """
+
+    def __init__(
+        self,
+        sampler: EpochSampler,
+        batch_size: int,
+        length: Callable[[int], int],
+        bucket_batches: int = 16,
+        seed: int = 0,
+    ) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.length = length
+        self.bucket_batches = max(1, bucket_batches)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = list(self.sampler)
+        chunk = self.batch_size * self.bucket_batches
+        batches: list[list[int]] = []
+        for c in range(0, len(indices), chunk):
+            part = sorted(indices[c : c + chunk], key=self.length)
+            batches += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
+        random.Random(f"buckets:{self.seed}:{self.sampler.epoch}").shuffle(batches)
+        return iter(batches)

@@ -11,7 +11,12 @@ import string
 
 from ocrtrain.train.data.charset import PRINTABLE_ASCII
 
-_ITEMS = (
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_ITEMS = _words(
     "milk bread butter eggs cheese yogurt apples bananas oranges grapes lemon lime tomatoes "
     "potatoes onions garlic carrots lettuce spinach broccoli pepper cucumber avocado rice pasta "
     "flour sugar salt coffee tea juice water soda beer wine chicken beef pork ham bacon salmon "
@@ -19,7 +24,7 @@ _ITEMS = (
     "olive oil vinegar ketchup mustard mayo soup beans corn peas frozen pizza ice cream "
     "detergent soap shampoo toothpaste tissue paper towels batteries bulb candles napkins foil "
     "organic large small family pack whole wheat low fat diet fresh sliced grated smoked"
-).split()
+)
 _STORES = (
     "FRESHMART",
     "Corner Shop",
@@ -65,7 +70,7 @@ _FOOTERS = (
     "Ask about our loyalty card!",
     "Items sold: {n}",
 )
-_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+_MONTHS = _words("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec")
 _CURRENCY = ("$", "", "", "EUR ", "", "USD ", "")
 
 

@@ -1,4 +1,4 @@
-"""DataLoader worker setup: tie each worker to its trainer, keep terminal signals off it, seed it."""
+"""DataLoader worker setup: tie each worker to its trainer, keep terminal signals off, seed."""
 
 from __future__ import annotations
 

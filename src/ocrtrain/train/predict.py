@@ -1,0 +1,35 @@
+"""Read text lines from images with a trained checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ocrtrain.train.data.folder import check_image
+
+
+def predict_images(
+    ckpt: str | Path, images: Sequence[str | Path], batch_size: int = 32
+) -> list[str]:
+    """The text of each image, in the order given. All images are checked before any is read."""
+    import torch
+    from PIL import Image
+
+    from ocrtrain.train.data.transforms import collate, to_tensor
+    from ocrtrain.train.inference import load_model
+
+    paths = [Path(p) for p in images]
+    for p in paths:
+        check_image(p)
+    model = load_model(ckpt)
+    height = int(model.hparams.height)
+    texts: list[str] = []
+    with torch.inference_mode():
+        for i in range(0, len(paths), batch_size):
+            batch = []
+            for p in paths[i : i + batch_size]:
+                with Image.open(p) as im:
+                    batch.append((to_tensor(im, height, 2000), "", []))
+            b = collate(batch)
+            texts.extend(model.decode(model(b["images"]), b["widths"]))
+    return texts

@@ -1,0 +1,74 @@
+"""Every config group composes and instantiates; config mistakes are one clear ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ocrtrain.train.config import compose, config_dir
+from ocrtrain.train.errors import ConfigError
+
+GROUP_OPTIONS = [
+    (group, p.stem)
+    for group in ("data", "model", "trainer", "dataloaders", "callbacks", "paths", "debug",
+                  "experiment")
+    for p in sorted((config_dir() / group).glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
+def test_every_group_option_composes_and_instantiates(
+    group: str, option: str, tmp_path: Path
+) -> None:
+    cfg = compose([f"{group}={option}", f"paths.outputs_root={tmp_path}"])
+    if group == "trainer" and cfg.trainer.accelerator == "gpu":
+        pytest.skip("needs a GPU to instantiate")
+    dm = instantiate(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders), _convert_="all")
+    model = instantiate(cfg.model, _convert_="all")
+    assert model.charset.num_classes == dm.charset.num_classes == 96
+    callbacks = [instantiate(c, _convert_="all") for c in cfg.callbacks.values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+    for split in ("train", "val", "test"):
+        assert split in dm.datasets
+    assert not any(tmp_path.iterdir())  # composing and building writes nothing
+
+
+def test_dataloader_defaults_keep_workers_and_use_the_cores() -> None:
+    cfg = compose([])
+    for split in ("train", "val", "test", "predict"):
+        section = cfg.dataloaders[split]
+        assert {"num_workers", "persistent_workers", "pin_memory", "prefetch_factor"} <= set(
+            section
+        )
+    assert cfg.dataloaders.train.persistent_workers is True
+    assert cfg.dataloaders.train.num_workers >= 1
+
+
+def test_overrides_apply_on_top_of_debug_smoke() -> None:
+    cfg = compose(["debug=smoke", "trainer.max_epochs=50"])
+    assert cfg.trainer.max_epochs == 50
+    assert cfg.model.net.hidden == 16
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.no_such_key=1"], "no_such_key"),
+        (["trainer.max_epochs=abc"], "trainer.max_epochs: expected int"),
+        (["data.batch_size=1.5"], "data.batch_size: expected int"),
+        (["dataloaders.train.persistent_workers=3"], "expected bool"),
+        (["debug=nope"], "nope"),
+    ],
+)
+def test_config_mistakes_are_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        compose(overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_float_keys_accept_ints() -> None:
+    assert compose(["model.lr=1"]).model.lr == 1

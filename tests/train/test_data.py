@@ -1,0 +1,118 @@
+"""Data: charset, reproducible synthetic lines, labels.tsv folders and their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ocrtrain.train.data.charset import PRINTABLE_ASCII, Charset
+from ocrtrain.train.data.export import write_synth_folder
+from ocrtrain.train.data.folder import LabelFolder
+from ocrtrain.train.data.render import Degrade
+from ocrtrain.train.data.synth import EpochSampler, SynthLines, synth_image
+from ocrtrain.train.data.transforms import collate
+from ocrtrain.train.errors import DataError
+from ocrtrain.train.metrics import TextScore, edit_distance
+
+
+def test_charset_roundtrip_and_ctc_collapse() -> None:
+    cs = Charset()
+    assert len(cs) == len(PRINTABLE_ASCII) == 95
+    ids = cs.encode("TOTAL $12.30")
+    assert 0 not in ids
+    assert cs.decode(ids) == "TOTAL $12.30"
+    a, b = cs.encode("a")[0], cs.encode("b")[0]
+    assert cs.ctc_greedy([0, a, a, 0, a, b, b, 0]) == "aab"
+    with pytest.raises(ValueError, match="é"):
+        cs.encode("café")
+
+
+def test_synthetic_lines_are_reproducible_and_varied() -> None:
+    cs = Charset()
+    img1, t1 = synth_image(7, 3, ["pillow"], Degrade(), cs, 40)
+    img2, t2 = synth_image(7, 3, ["pillow"], Degrade(), cs, 40)
+    assert t1 == t2 and img1.tobytes() == img2.tobytes()
+    texts = {synth_image(i, 3, ["pillow"], Degrade(), cs, 40)[1] for i in range(50)}
+    assert len(texts) > 45
+    assert all(0 < len(t) <= 40 and not cs.unknown(t) for t in texts)
+
+
+def test_degraded_lines_go_down_to_low_resolution() -> None:
+    cs = Charset()
+    heavy = Degrade(height_min=14, height_max=16)
+    heights = {synth_image(i, 0, ["pillow"], heavy, cs, 40)[0].height for i in range(20)}
+    assert min(heights) <= 17
+
+
+def test_batches_pad_to_the_widest_line() -> None:
+    ds = SynthLines(Charset(), ["pillow"], Degrade(), seed=0, size=4, height=32, max_width=400)
+    batch = collate([ds[i] for i in range(4)])
+    assert batch["images"].shape[:3] == (4, 1, 32)
+    assert batch["images"].shape[3] % 4 == 0
+    assert int(batch["target_lengths"].sum()) == len(batch["targets"])
+
+
+def test_epoch_sampler_gives_fresh_indices_per_epoch() -> None:
+    s = EpochSampler(5)
+    s.set_epoch(2)
+    assert list(s) == [10, 11, 12, 13, 14]
+
+
+def test_metrics() -> None:
+    assert edit_distance("kitten", "sitting") == 3
+    score = TextScore()
+    score.update(["abc", "xyz"], ["abd", "xyz"])
+    assert score.cer == pytest.approx(1 / 6)
+    assert score.line_acc == 0.5
+
+
+def test_synth_folder_export_and_load(tmp_path: Path) -> None:
+    out = write_synth_folder(tmp_path / "ds", 6, ["pillow"], seed=1)
+    rows = (out / "labels.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 6 and all("\t" in r for r in rows)
+    ds = LabelFolder(out, Charset(), 32, 800)
+    image, text, labels = ds[0]
+    assert image.shape[1] == 32 and text == rows[0].split("\t", 1)[1]
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temp folder left
+
+
+def test_synth_export_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "keep.txt").write_text("x")
+    with pytest.raises(DataError, match="not empty"):
+        write_synth_folder(tmp_path / "ds", 2, ["pillow"])
+
+
+def _folder(tmp_path: Path, label: str, image_bytes: bytes | None = None) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    path = root / "a.png"
+    if image_bytes is None:
+        Image.new("L", (40, 20), 255).save(path)
+    else:
+        path.write_bytes(image_bytes)
+    (root / "labels.tsv").write_text(f"a.png\t{label}\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("label", "image", "message"),
+    [
+        ("naïve", None, "outside the charset"),
+        ("ok", b"not an image", "unreadable image"),
+    ],
+)
+def test_folder_errors_name_the_problem(
+    tmp_path: Path, label: str, image: bytes | None, message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        LabelFolder(_folder(tmp_path, label, image), Charset(), 32, 800)
+
+
+def test_missing_folder_and_labels(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        LabelFolder(tmp_path / "nope", Charset(), 32, 800)
+    with pytest.raises(DataError, match="no labels.tsv"):
+        LabelFolder(tmp_path, Charset(), 32, 800)

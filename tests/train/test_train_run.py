@@ -1,0 +1,202 @@
+"""Supervised training runs: smoke, Ctrl+C then resume, SIGKILL during a save, SIGUSR1, bad input.
+
+Each test starts `runners/train.py` (which hands itself to `ocrtrain run`) and asserts that no
+process of the run is left afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import REPO, wait_until
+from train.conftest import SMOKE, TrainProc, descendants, last_metric_step
+
+pytestmark = pytest.mark.slow
+
+EPOCHS, BATCHES = 3, 6
+RUN = [*SMOKE, f"trainer.max_epochs={EPOCHS}", f"data.train.batches_per_epoch={BATCHES}"]
+
+
+def _trainer_pid(p: TrainProc) -> int:
+    """The trainer: the supervisor's descendant running runners/train.py without workers' mark."""
+
+    def find() -> int | None:
+        for pid in p.track():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(c.endswith(b"runners/train.py") for c in cmd) and descendants(pid):
+                return pid
+        return None
+
+    return wait_until(find, timeout=60, interval=0.05, what="the trainer and its workers")
+
+
+def _global_step(ckpt: Path) -> int:
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
+def _ckpt_dir(outputs: Path, experiment: str) -> Path:
+    return outputs / experiment / "checkpoints"
+
+
+def test_smoke_training_under_the_supervisor(start_train, ocrtrain_home: Path, tmp_path: Path):
+    p = start_train(RUN)
+    _trainer_pid(p)
+    rc, out = p.wait(timeout=180)
+    assert rc == 0, out
+    p.assert_no_survivors()
+    art = p.artifacts(ocrtrain_home)
+    assert art is not None, "the trainer writes artifacts.json into its run folder"
+    ckpts = Path(art["checkpoints"])
+    assert (ckpts / "last.ckpt").is_file() and (ckpts / "best.ckpt").is_file()
+    assert _global_step(ckpts / "last.ckpt") == EPOCHS * BATCHES
+    records = [json.loads(x) for x in Path(art["metrics"]).read_text().splitlines()]
+    assert {r["split"] for r in records} == {"train", "val", "test"}
+    assert "train epoch" in out and "\r" not in out  # plain progress lines when not a TTY
+
+    # Use the model: predict prints one line per image in order; eval prints CER and accuracy.
+    data = tmp_path / "lines"
+    env = {**os.environ}
+    cli = [sys.executable, "-m", "ocrtrain"]
+    subprocess.run([*cli, "data", "synth", "--out", str(data), "--n", "5"], check=True, env=env)
+    images = [str(data / "images" / f"{i:06d}.png") for i in (3, 0, 4)]
+    pred = subprocess.run(
+        [*cli, "predict", "--ckpt", str(ckpts / "last.ckpt"), *images],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    assert [line.split("\t")[0] for line in pred.stdout.splitlines()] == images
+    ev = subprocess.run(
+        [*cli, "eval", "--ckpt", str(ckpts / "best.ckpt"), "--data", str(data), "--json"],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    result = json.loads(ev.stdout)
+    assert result["lines"] == 5 and 0.0 <= result["cer"]
+
+
+def test_sigint_saves_and_resume_auto_reaches_the_same_step(start_train, tmp_path: Path):
+    outputs = tmp_path / "outputs"
+    run = [*RUN, "experiment_name=resume", "callbacks.checkpoint.every_n_train_steps=1000"]
+    p = start_train(run, outputs)
+    _trainer_pid(p)
+    metrics = lambda: next(outputs.glob("resume/runs/*/metrics.jsonl"), None)  # noqa: E731
+    wait_until(
+        lambda: metrics() and 2 <= last_metric_step(metrics()) < BATCHES,
+        timeout=60, interval=0.02, what="training to start",
+    )
+    p.proc.send_signal(signal.SIGINT)
+    rc, out = p.wait(timeout=30)
+    assert rc == 130, out
+    p.assert_no_survivors()
+    last = _ckpt_dir(outputs, "resume") / "last.ckpt"
+    interrupted_at = _global_step(last)
+    assert 0 < interrupted_at < EPOCHS * BATCHES, out
+
+    q = start_train([*run, "resume=auto"], outputs)
+    rc, out = q.wait(timeout=180)
+    assert rc == 0, out
+    q.assert_no_survivors()
+    assert "resuming from" in out
+    assert _global_step(last) == EPOCHS * BATCHES  # as the uninterrupted smoke run
+
+
+def test_sigkill_during_a_checkpoint_save_leaves_a_loadable_last(start_train, tmp_path: Path):
+    outputs = tmp_path / "outputs"
+    run = [*RUN, "experiment_name=kill", "callbacks.checkpoint.test_delay_s=2.0"]
+    p = start_train(run, outputs)
+    trainer = _trainer_pid(p)
+    ckpts = _ckpt_dir(outputs, "kill")
+    wait_until(lambda: (ckpts / "last.ckpt").is_file(), timeout=60, what="a first last.ckpt")
+    wait_until(lambda: list(ckpts.glob("*.tmp-*")), timeout=60, what="a save in progress")
+    p.track()
+    os.kill(trainer, signal.SIGKILL)
+    rc, out = p.wait(timeout=30)
+    assert rc == 128 + signal.SIGKILL, out
+    p.assert_no_survivors()
+    ckpt = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] >= 1 and "state_dict" in ckpt
+
+
+def test_sigusr1_saves_a_checkpoint_and_training_goes_on(start_train, tmp_path: Path):
+    outputs = tmp_path / "outputs"
+    run = [
+        *SMOKE, "experiment_name=usr1", "trainer.max_epochs=1", "data.train.batches_per_epoch=40",
+        "callbacks.checkpoint.every_n_train_steps=1000",
+    ]
+    p = start_train(run, outputs)
+    trainer = _trainer_pid(p)
+    last = _ckpt_dir(outputs, "usr1") / "last.ckpt"
+    metrics = lambda: next(outputs.glob("usr1/runs/*/metrics.jsonl"), None)  # noqa: E731
+    wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=60)
+    os.kill(trainer, signal.SIGUSR1)
+    wait_until(last.is_file, timeout=30, what="the SIGUSR1 checkpoint")
+    saved_at = _global_step(last)
+    rc, out = p.wait(timeout=180)
+    assert rc == 0, out
+    p.assert_no_survivors()
+    assert 2 <= saved_at < 40 and _global_step(last) == 40
+
+
+def _errors(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("ERROR:")]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.bogus=1"], "bogus"),
+        (["trainer.max_epochs=ten"], "expected int"),
+        (["data.test.kind=folder", "data.test.path=/nonexistent/lines"], "data folder not found"),
+    ],
+)
+def test_bad_training_input_is_one_error_and_exit_2(
+    start_train, tmp_path: Path, overrides: list[str], message: str
+):
+    outputs = tmp_path / "outputs"
+    p = start_train([*SMOKE, *overrides], outputs)
+    rc, out = p.wait(timeout=120)
+    assert rc == 2, out
+    errors = _errors(out)
+    assert len(errors) == 1 and message in errors[0], out
+    assert "Traceback" not in out
+    assert not outputs.exists()  # nothing half-written
+    p.assert_no_survivors()
+
+
+def test_resuming_a_checkpoint_of_another_model_is_refused(start_train, tmp_path: Path):
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, other)
+    outputs = tmp_path / "outputs"
+    p = start_train([*SMOKE, f"resume={other}"], outputs)
+    rc, out = p.wait(timeout=120)
+    assert rc == 2 and "not a checkpoint of an ocrtrain" in out, out
+    assert not outputs.exists()
+
+
+def test_predict_and_eval_bad_input(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "ocrtrain"]
+    other = tmp_path / "other.ckpt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    bad_img = tmp_path / "bad.png"
+    bad_img.write_bytes(b"\x89PNG broken")
+    cases = [
+        ([*cli, "predict", "--ckpt", str(other), str(bad_img)], "unreadable image"),
+        ([*cli, "eval", "--ckpt", str(other), "--data", str(tmp_path / "none")], "not found"),
+        ([*cli, "eval", "--ckpt", str(tmp_path / "x.ckpt"), "--data", str(tmp_path)], "not found"),
+    ]
+    good = tmp_path / "data"
+    subprocess.run([*cli, "data", "synth", "--out", str(good), "--n", "2"], check=True)
+    cases.append(([*cli, "eval", "--ckpt", str(other), "--data", str(good)], "not a checkpoint"))
+    for cmd, message in cases:
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        assert res.returncode == 2, res.stderr
+        assert len(_errors(res.stderr)) == 1 and message in res.stderr, res.stderr
