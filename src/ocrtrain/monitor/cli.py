@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,13 @@ def add_cleanup_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON for scripts")
 
 
+def _check_all_users(args: argparse.Namespace) -> None:
+    if args.all_users and not args.match:
+        raise UsageError("--all-users only applies with --match")
+    if args.all_users and os.geteuid() != 0:
+        raise UsageError("--all-users needs root (only root may see other users' processes)")
+
+
 def _journal() -> Journal:
     from ocrtrain.procman.journal import Journal
 
@@ -101,8 +109,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     Raises:
         UsageError: bad options.
     """
-    if args.all_users and not args.match:
-        raise UsageError("--all-users only applies with --match")
+    _check_all_users(args)
     if args.watch is not None and args.json:
         raise UsageError("--watch and --json do not go together")
     if args.watch is not None and args.watch <= 0:
@@ -153,8 +160,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         raise UsageError("--stale and --all contradict each other")
     if args.stale and args.no_stale:
         raise UsageError("--stale and --no-stale contradict each other")
-    if args.all_users and not args.match:
-        raise UsageError("--all-users only applies with --match")
+    _check_all_users(args)
     if args.match and args.run:
         raise UsageError("--match and --run do not go together (matched processes have no run)")
     grace = parse_seconds(args.grace, "grace")

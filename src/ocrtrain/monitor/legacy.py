@@ -105,6 +105,20 @@ def script_matches(script: str, pattern: str) -> bool:
     return norm == pat or norm.endswith("/" + pat)
 
 
+def _matches(pid: int, script: str, pattern: str) -> bool:
+    """Match the script as given, and a relative one also as resolved against the process's
+    working directory (so an absolute pattern finds `cd proj && python runners/train.py`)."""
+    if script_matches(script, pattern):
+        return True
+    if script.startswith("/") or not pattern.startswith("/"):
+        return False
+    try:
+        cwd = os.readlink(f"{procfs.PROC}/{pid}/cwd")
+    except OSError:
+        return False
+    return script_matches(posixpath.join(cwd, script), pattern)
+
+
 def _ancestors(table: dict[int, procfs.Tagged], pid: int) -> set[int]:
     out: set[int] = set()
     while pid > 1 and pid not in out:
@@ -159,7 +173,7 @@ def find(
         argv_of[pid] = argv
         uid_of[pid] = uid
         script = script_of(argv)
-        if script is not None and script_matches(script, pattern):
+        if script is not None and _matches(pid, script, pattern):
             matched[pid] = (t.stat, script, argv)
     # multiprocessing spawn/forkserver children of a match are its workers.
     changed = True

@@ -52,13 +52,20 @@ def rank_of(environ: list[bytes] | None) -> str | None:
     return found.get(b"LOCAL_RANK=", found.get(b"RANK="))
 
 
-def classify(info: ProcInfo, parent: ProcInfo | None, parent_role: str | None) -> str:
+def classify(
+    info: ProcInfo,
+    parent: ProcInfo | None,
+    parent_role: str | None,
+    trainer_argv: tuple[str, ...] | None = None,
+) -> str:
     """Role of a run member that is neither supervisor, watchdog nor trainer.
 
     Args:
         info: the process.
         parent: its parent, if the parent is a member of the same run.
         parent_role: the parent's role, if known.
+        trainer_argv: the trainer's argv (from the journal): a process with the same argv
+            that is not the trainer is a fork of it, even once the trainer is gone.
     """
     if info.rank is not None and (parent is None or parent.rank != info.rank):
         return RANK
@@ -72,5 +79,7 @@ def classify(info: ProcInfo, parent: ProcInfo | None, parent_role: str | None) -
         and info.cmdline
         and info.cmdline == parent.cmdline
     ):
+        return WORKER
+    if trainer_argv and info.cmdline == trainer_argv and info.rank is None:
         return WORKER
     return HELPER

@@ -463,8 +463,11 @@ def build_run_view(
         leaders = [p for p, (st, _h) in group.members.items() if st.sid == p]
         trainer_pid = min(leaders) if leaders else None
     role_of: dict[int, str] = {}
+    trainer_argv: tuple[str, ...] | None = tuple(rec.argv) if rec is not None else None
     if trainer_pid is not None:
         role_of[trainer_pid] = roles.TRAINER
+        if trainer_pid in infos:
+            trainer_argv = infos[trainer_pid].cmdline
 
     def role(pid: int, depth: int = 0) -> str:
         if pid in role_of:
@@ -472,7 +475,7 @@ def build_run_view(
         info = infos[pid]
         parent = infos.get(info.ppid)
         parent_role = role(info.ppid, depth + 1) if parent is not None and depth < 64 else None
-        role_of[pid] = roles.classify(info, parent, parent_role)
+        role_of[pid] = roles.classify(info, parent, parent_role, trainer_argv)
         return role_of[pid]
 
     views: list[ProcessView] = []
