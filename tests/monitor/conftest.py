@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,3 +52,16 @@ def procs() -> Iterator[Tracker]:
         leftovers = [i for i in tracker.idents if alive(i)]
         kill_all(leftovers)
     assert not leftovers, f"processes outlived the test: {leftovers}"
+
+
+@pytest.fixture
+def other_user() -> Iterator[str]:
+    """A temporary unprivileged system user (root only)."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root and useradd to create a temporary user")
+    name = f"ocrtest-{os.urandom(3).hex()}"
+    subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)

@@ -73,19 +73,6 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(d)
 
 
-@pytest.fixture
-def other_user() -> Iterator[str]:
-    """A temporary unprivileged system user (root only)."""
-    if os.geteuid() != 0 or shutil.which("useradd") is None:
-        pytest.skip("needs root and useradd to create a temporary user")
-    name = f"ocrtest-{os.urandom(3).hex()}"
-    subprocess.run(["useradd", "--system", "--no-create-home", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], check=False)
-
-
 def _env(workdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCRTRAIN_RUN")}
     env.update(PAUSE_READY=str(workdir / "ready" / "r"), **extra)
