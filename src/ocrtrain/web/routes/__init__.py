@@ -1,0 +1,1 @@
+"""The UI's HTTP routes, one module per area."""

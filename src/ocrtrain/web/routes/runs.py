@@ -1,0 +1,298 @@
+"""/api/runs: list, launch, inspect and stop runs; stream their logs and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from ocrtrain.procman.api import RunSpec, request_stop, start
+from ocrtrain.procman.errors import OcrtrainError, RunNotFound, UsageError
+from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, EventKind, RunRecord, RunState
+from ocrtrain.web import logs
+from ocrtrain.web.app import WebContext, get_ctx
+from ocrtrain.web.hydra_form import OverrideError, command_text
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+POLL_S = 0.1
+STATE_CHECK_S = 0.5
+KEEPALIVE_S = 10.0
+MAX_METRIC_BYTES = 4 * 1024 * 1024
+
+
+class LaunchRequest(BaseModel):
+    overrides: list[str] = Field(default_factory=list, description="Hydra overrides")
+    name: str | None = Field(default=None, description="run name (default: train)")
+
+
+class StopRequest(BaseModel):
+    force: bool = Field(default=False, description="SIGKILL now instead of a graceful stop")
+    grace: float | None = Field(default=None, ge=0, description="override the run's grace (s)")
+
+
+def _find(ctx: WebContext, run_id: str) -> RunRecord:
+    try:
+        return ctx.journal.resolve(run_id)
+    except RunNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def overrides_of(ctx: WebContext, rec: RunRecord) -> list[str] | None:
+    """The overrides of a run launched as `python train.py ...`, else None."""
+    argv = rec.argv
+    if len(argv) >= 2 and Path(argv[1]).name == ctx.settings.train_script.name:
+        return list(argv[2:])
+    return None
+
+
+def stop_info(ctx: WebContext, rec: RunRecord) -> dict[str, Any] | None:
+    """When the latest stop was asked and when the supervisor escalates to SIGKILL."""
+    stops = ctx.journal.events(rec.id, kinds=[str(EventKind.STOP_REQUESTED)])
+    if not stops:
+        return None
+    ev = stops[-1]
+    force = bool(ev.detail.get("force"))
+    grace_v = ev.detail.get("grace")
+    grace = 0.0 if force else float(grace_v if grace_v is not None else rec.grace)
+    return {
+        "requested_at": ev.ts,
+        "force": force,
+        "grace": grace,
+        "deadline": ev.ts + grace,
+        "source": ev.detail.get("source"),
+    }
+
+
+def run_summary(ctx: WebContext, rec: RunRecord) -> dict[str, Any]:
+    out = rec.to_dict()
+    out["active"] = rec.state in ACTIVE_STATES
+    out["overrides"] = overrides_of(ctx, rec)
+    out["command"] = command_text(rec.argv)
+    end = rec.ended_at or time.time()
+    out["duration_s"] = end - rec.started_at if rec.started_at else None
+    return out
+
+
+@router.get("", summary="Runs, newest first")
+def list_runs(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    state: Annotated[list[RunState] | None, Query()] = None,
+) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    ctx.reconcile()
+    runs = ctx.journal.list_runs(limit=limit, states=state)
+    return {"runs": [run_summary(ctx, r) for r in runs], "now": time.time()}
+
+
+@router.post("", status_code=201, summary="Launch the trainer with Hydra overrides")
+def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
+    """Compose-check the overrides, then start `python train.py OVERRIDES` detached under the
+    supervisor (never through a shell). 422 with Hydra's message if they do not compose."""
+    ctx = get_ctx(request)
+    s = ctx.settings
+    if body.name is not None and not NAME_RE.match(body.name):
+        raise HTTPException(422, "name: letters, digits, '_', '-', '.', at most 64 characters")
+    if not ctx.tree.exists:
+        raise HTTPException(503, f"no train.yaml in {s.config_dir}")
+    if not s.train_script.is_file():
+        raise HTTPException(503, f"the trainer {s.train_script} does not exist")
+    try:
+        composed = ctx.tree.compose(body.overrides)
+    except OverrideError as exc:
+        raise HTTPException(422, str(exc)) from None
+    argv = (s.python, str(s.train_script), *composed.overrides)
+    spec = RunSpec(
+        argv=argv,
+        name=body.name or "train",
+        grace=s.grace,
+        detach=True,
+        cwd=str(s.run_cwd),
+        env={"OCRTRAIN_CONFIG_DIR": str(s.config_dir)},
+    )
+    try:
+        handle = start(spec, ctx.journal)
+    except UsageError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except OcrtrainError as exc:
+        raise HTTPException(500, str(exc)) from None
+    ctx.monitor.invalidate()
+    rec = handle.record()
+    log.info("launched run %s: %s", rec.id, command_text(argv))
+    return {"id": rec.id, "run": run_summary(ctx, rec)}
+
+
+@router.get("/{run_id}", summary="One run, its lifecycle events and stop countdown")
+def get_run(request: Request, run_id: str) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    rec = _find(ctx, run_id)
+    return {
+        "run": run_summary(ctx, rec),
+        "events": [e.to_dict() for e in ctx.journal.events(rec.id)],
+        "stop": stop_info(ctx, rec),
+        "artifacts": _artifacts(rec),
+        "now": time.time(),
+    }
+
+
+@router.post("/{run_id}/stop", status_code=202, summary="Stop (graceful) or kill (force) a run")
+def stop_run(request: Request, run_id: str, body: StopRequest | None = None) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    body = body or StopRequest()
+    rec = _find(ctx, run_id)
+    if rec.state in FINAL_STATES:
+        raise HTTPException(409, f"run {rec.id} has already ended ({rec.state})")
+    try:
+        request_stop(ctx.journal, rec, grace=body.grace, force=body.force, source="web")
+    except UsageError as exc:
+        raise HTTPException(409, str(exc)) from None
+    ctx.monitor.invalidate()
+    rec = _find(ctx, rec.id)
+    return {"id": rec.id, "state": str(rec.state), "stop": stop_info(ctx, rec)}
+
+
+@router.get("/{run_id}/events", summary="Lifecycle events after a sequence number")
+def run_events(request: Request, run_id: str, after: int = 0) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    rec = _find(ctx, run_id)
+    return {"events": [e.to_dict() for e in ctx.journal.events(rec.id, after_seq=after)]}
+
+
+@router.get(
+    "/{run_id}/logs",
+    summary="The run's output as Server-Sent Events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_logs(
+    request: Request,
+    run_id: str,
+    offset: Annotated[int | None, Query(ge=0, description="byte offset to resume from")] = None,
+    tail: Annotated[int | None, Query(ge=0, description="bytes before the end")] = None,
+    follow: Annotated[bool, Query(description="keep streaming until the run ends")] = True,
+) -> StreamingResponse:
+    """`lines` events (`{"lines": [...], "offset": N}`; the event id is the offset to resume
+    from, also honoured as `Last-Event-ID`) and a final `end` event once the run has ended and
+    its log is read to the end."""
+    ctx = get_ctx(request)
+    rec = await anyio.to_thread.run_sync(_find, ctx, run_id)
+    path = Path(rec.log_path)
+    resume = request.headers.get("last-event-id")
+    if offset is None and resume and resume.isdigit():
+        offset = int(resume)
+    if offset is None:
+        offset = logs.tail_offset(path, tail) if tail is not None else 0
+    return StreamingResponse(
+        _log_events(ctx, rec, path, offset, follow),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _log_events(
+    ctx: WebContext, rec: RunRecord, path: Path, offset: int, follow: bool
+) -> AsyncIterator[bytes]:
+    yield b"retry: 1000\n\n"
+    final = rec.state in FINAL_STATES or not follow
+    checked = time.monotonic()
+    last_sent = time.monotonic()
+    while True:
+        chunk = logs.read_chunk(path, offset, final=final)
+        if chunk.lines:
+            offset = chunk.end
+            last_sent = time.monotonic()
+            yield logs.sse("lines", {"lines": chunk.lines, "offset": offset}, offset)
+            continue
+        if final:
+            state = await anyio.to_thread.run_sync(ctx.journal.get_run, rec.id)
+            yield logs.sse(
+                "end", {"offset": offset, "state": str(state.state) if state else None}, offset
+            )
+            return
+        now = time.monotonic()
+        if now - checked >= STATE_CHECK_S:
+            checked = now
+            cur = await anyio.to_thread.run_sync(ctx.journal.get_run, rec.id)
+            if cur is None or cur.state in FINAL_STATES:
+                final = True  # one more read picks up what was written before the end
+                continue
+        if now - last_sent >= KEEPALIVE_S:
+            last_sent = now
+            yield b": keep-alive\n\n"
+        await asyncio.sleep(POLL_S)
+
+
+@router.get("/{run_id}/logs/search", summary="Search the whole log (case-insensitive)")
+def search_logs(
+    request: Request,
+    run_id: str,
+    q: Annotated[str, Query(min_length=1, max_length=200)],
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    rec = _find(ctx, run_id)
+    return {"query": q, "hits": logs.search(Path(rec.log_path), q, limit)}
+
+
+def _artifacts(rec: RunRecord) -> dict[str, Any] | None:
+    path = Path(rec.run_dir) / "artifacts.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+@router.get("/{run_id}/metrics", summary="The run's metrics.jsonl records, from an offset")
+def run_metrics(
+    request: Request, run_id: str, offset: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, Any]:
+    """Records the trainer wrote (step, epoch, train/loss, val/cer, ...), read incrementally:
+    pass back `offset` to get only new ones."""
+    ctx = get_ctx(request)
+    rec = _find(ctx, run_id)
+    art = _artifacts(rec)
+    metrics = art.get("metrics") if art else None
+    if not metrics:
+        return {"points": [], "offset": 0, "path": None, "active": rec.state in ACTIVE_STATES}
+    path = Path(str(metrics))
+    chunk = logs.read_chunk(path, offset, final=False, limit=MAX_METRIC_BYTES)
+    points = []
+    for line in chunk.lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            points.append(obj)
+    return {
+        "points": points,
+        "offset": chunk.end,
+        "path": str(path),
+        "active": rec.state in ACTIVE_STATES,
+    }
+
+
+@router.get("/{run_id}/processes", summary="The run's live process tree")
+def run_processes_view(request: Request, run_id: str) -> dict[str, Any]:
+    ctx = get_ctx(request)
+    rec = _find(ctx, run_id)
+    snap = ctx.monitor.snapshot()
+    for run in snap.get("runs", []):
+        if run.get("id") == rec.id:
+            return {"run": run, "host": snap.get("host"), "taken_at": snap.get("taken_at")}
+    return {"run": None, "host": snap.get("host"), "taken_at": snap.get("taken_at")}

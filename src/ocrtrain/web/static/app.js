@@ -1,0 +1,668 @@
+// ocrtrain web UI: plain JS, no build step. Everything shown comes from the /api endpoints;
+// the page holds no state the server would need after a restart.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") n.className = v;
+    else if (k === "text") n.textContent = v;
+    else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) n.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids) if (kid !== null && kid !== undefined) n.append(kid);
+  return n;
+};
+
+const MAX_LOG_LINES = 5000;
+const state = { view: null, runId: null, timers: [], es: null, clockSkew: 0 };
+
+// ---------------------------------------------------------------- helpers
+function csrfToken() {
+  const m = document.cookie.match(/(?:^|;\s*)ocrtrain_csrf=([^;]+)/);
+  return m ? decodeURIComponent(m[1]) : "";
+}
+
+async function api(path, opts = {}) {
+  const init = { method: opts.method || "GET", headers: { Accept: "application/json" } };
+  if (opts.body !== undefined) {
+    init.body = JSON.stringify(opts.body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  if (init.method !== "GET") init.headers["X-Ocrtrain-CSRF"] = csrfToken();
+  const resp = await fetch(path, init);
+  let data = null;
+  try { data = await resp.json(); } catch (_) { /* empty body */ }
+  if (!resp.ok) {
+    let msg = data && data.detail !== undefined ? data.detail : resp.statusText;
+    if (Array.isArray(msg)) msg = msg.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ");
+    const err = new Error(String(msg));
+    err.status = resp.status;
+    throw err;
+  }
+  return data;
+}
+
+function toast(msg, bad = false) {
+  const t = $("#toast");
+  t.textContent = msg;
+  t.className = "toast" + (bad ? " bad" : "");
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => t.classList.add("hidden"), 5000);
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "–";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(n < 10 && i ? 1 : 0)} ${u[i]}`;
+}
+const fmtPct = (p) => (p === null || p === undefined ? "–" : `${p.toFixed(0)}%`);
+function fmtDur(s) {
+  if (s === null || s === undefined) return "–";
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+function fmtTime(ts, withDate = false) {
+  if (!ts) return "–";
+  const d = new Date(ts * 1000);
+  const t = d.toLocaleTimeString([], { hour12: false });
+  return withDate ? `${d.toISOString().slice(0, 10)} ${t}` : t;
+}
+// Same rules as Python's shlex.quote: the preview is copyable into a POSIX shell.
+function shQuote(s) {
+  if (s === "") return "''";
+  if (/^[\w@%+=:,./-]+$/.test(s)) return s;
+  return "'" + s.replace(/'/g, "'\"'\"'") + "'";
+}
+// Hydra override syntax for a form value (quoted when the grammar needs it).
+function hydraValue(v) {
+  if (/^[A-Za-z0-9_.\-/:@%+]*$/.test(v) && v !== "") return v;
+  return "'" + v.replace(/\\/g, "\\\\").replace(/'/g, "\\'") + "'";
+}
+function every(ms, fn) {
+  fn();
+  const id = setInterval(() => { if (!document.hidden) fn(); }, ms);
+  state.timers.push(id);
+}
+
+// ---------------------------------------------------------------- routing
+function route() {
+  for (const id of state.timers) clearInterval(id);
+  state.timers = [];
+  if (state.es) { state.es.close(); state.es = null; }
+  const hash = location.hash || "#/";
+  const m = hash.match(/^#\/run\/([\w.-]+)/);
+  for (const v of document.querySelectorAll(".view")) v.classList.add("hidden");
+  $("#nav-runs").classList.toggle("active", hash === "#/" || !!m);
+  $("#nav-processes").classList.toggle("active", hash === "#/processes");
+  every(3000, refreshGauges);
+  if (m) {
+    state.view = "run";
+    $("#view-run").classList.remove("hidden");
+    openRun(m[1]);
+  } else if (hash === "#/processes") {
+    state.view = "processes";
+    $("#view-processes").classList.remove("hidden");
+    every(2000, refreshProcesses);
+  } else {
+    state.view = "home";
+    $("#view-home").classList.remove("hidden");
+    every(2000, refreshRuns);
+    if (!builder.loaded) builder.load([]);
+  }
+}
+window.addEventListener("hashchange", route);
+
+// ---------------------------------------------------------------- gauges
+let lastSnapshot = null;
+function setGauge(node, frac, text) {
+  const f = Math.max(0, Math.min(1, frac || 0));
+  $("i", node).style.width = `${(f * 100).toFixed(1)}%`;
+  $(".gv", node).textContent = text;
+  node.classList.toggle("hot", f > 0.9);
+}
+async function refreshGauges() {
+  try {
+    const snap = await api("/api/processes");
+    lastSnapshot = snap;
+    const h = snap.host || {};
+    setGauge($("#g-cpu"), (h.cpu_percent || 0) / 100, fmtPct(h.cpu_percent));
+    const memFrac = h.mem_total ? h.mem_used / h.mem_total : 0;
+    setGauge($("#g-mem"), memFrac, `${fmtBytes(h.mem_used)} / ${fmtBytes(h.mem_total)}`);
+    const gpus = $("#g-gpus");
+    gpus.replaceChildren(...(h.gpus || []).map((g, i) => {
+      const node = el("div", { class: "gauge" }, el("span", { class: "gl", text: `GPU${g.index ?? i}` }),
+        el("span", { class: "gb" }, el("i")), el("span", { class: "gv" }));
+      const used = g.mem_used ?? g.memory_used ?? null;
+      const total = g.mem_total ?? g.memory_total ?? null;
+      setGauge(node, total ? used / total : (g.util_percent || 0) / 100,
+        `${fmtPct(g.util_percent ?? g.gpu_util ?? null)} ${used !== null ? fmtBytes(used) : ""}`);
+      return node;
+    }));
+    const badge = $("#orphan-badge");
+    badge.classList.toggle("hidden", !snap.orphans);
+    badge.textContent = `${snap.orphans} orphan${snap.orphans === 1 ? "" : "s"}`;
+    badge.onclick = () => { location.hash = "#/processes"; };
+  } catch (_) { /* the next tick retries */ }
+}
+
+// ---------------------------------------------------------------- runs list
+async function refreshRuns() {
+  let data;
+  try { data = await api("/api/runs?limit=200"); } catch (e) { return; }
+  const tbody = $("#runs-table tbody");
+  const rows = data.runs.map((r) => {
+    const ov = r.overrides ? r.overrides.join(" ") : r.command;
+    const tr = el("tr", { "data-id": r.id, onclick: () => { location.hash = `#/run/${r.id}`; } },
+      el("td", {}, el("span", { class: `badge ${r.state}`, text: r.state })),
+      el("td", { text: r.name }),
+      el("td", { class: "mono", text: r.id }),
+      el("td", { text: fmtTime(r.started_at || r.created_at, true) }),
+      el("td", { text: fmtDur(r.duration_s) }),
+      el("td", { class: "ov", title: ov, text: ov }));
+    return tr;
+  });
+  tbody.replaceChildren(...rows);
+  $("#runs-empty").classList.toggle("hidden", rows.length > 0);
+  const active = data.runs.filter((r) => r.active).length;
+  $("#runs-count").textContent = `${data.runs.length} shown, ${active} active`;
+}
+
+// ---------------------------------------------------------------- command builder
+const builder = {
+  loaded: false,
+  baseGroups: null, // group -> default choice with no overrides
+  schema: null,
+  edited: new Map(), // field key -> raw value the user typed
+  validateTimer: null,
+  seq: 0,
+
+  async load(choices) {
+    let schema;
+    try {
+      const q = choices.map((c) => `choice=${encodeURIComponent(c)}`).join("&");
+      schema = await api(`/api/config/schema${q ? "?" + q : ""}`);
+    } catch (e) {
+      $("#validation").className = "validation bad";
+      $("#validation").textContent = `config unavailable: ${e.message}`;
+      $("#launch").disabled = true;
+      return;
+    }
+    this.schema = schema;
+    if (!this.baseGroups) {
+      this.baseGroups = Object.fromEntries(schema.groups.map((g) => [g.name, g.default]));
+    }
+    $("#config-dir").textContent = schema.config_dir;
+    this.render();
+    this.loaded = true;
+    this.update();
+  },
+
+  render() {
+    const s = this.schema;
+    const presets = $("#presets");
+    const groups = $("#groups");
+    presets.replaceChildren();
+    groups.replaceChildren();
+    for (const g of s.groups) {
+      const sel = el("select", { id: `group-${g.name}`, "data-group": g.name, onchange: () => this.groupChanged() });
+      if (g.preset || g.default === null) sel.append(el("option", { value: "", text: "(none)" }));
+      for (const o of g.options) sel.append(el("option", { value: o, text: o }));
+      sel.value = g.default || "";
+      const label = g.preset ? `${g.name} preset` : g.name;
+      const box = el("label", { class: `sel${g.preset ? " preset" : ""}` }, label, sel);
+      if (!g.preset && g.options.length < 2) sel.disabled = true;
+      (g.preset ? presets : groups).append(box);
+    }
+    const sections = $("#sections");
+    sections.replaceChildren();
+    for (const sec of s.sections) {
+      const grid = el("div", { class: "fields" });
+      for (const f of sec.fields) grid.append(...this.fieldRow(f));
+      const open = sec.name === "general" || sec.name === "trainer";
+      sections.append(el("details", { class: "section", open },
+        el("summary", {}, sec.name, el("span", { class: "muted", text: `${sec.fields.length} options` })), grid));
+    }
+  },
+
+  fieldRow(f) {
+    const def = f.default === null ? "null" : String(f.default);
+    let input;
+    if (f.type === "bool") {
+      input = el("input", { type: "checkbox" });
+      input.checked = this.edited.has(f.key) ? this.edited.get(f.key) === "true" : !!f.default;
+    } else {
+      const numeric = f.type === "int" || f.type === "float";
+      input = el("input", { type: numeric ? "number" : "text", step: f.type === "float" ? "any" : "1", spellcheck: "false" });
+      input.value = this.edited.has(f.key) ? this.edited.get(f.key) : def;
+    }
+    input.dataset.key = f.key;
+    input.dataset.type = f.type;
+    input.dataset.default = def;
+    input.name = f.key;
+    input.addEventListener("input", () => this.fieldChanged(input));
+    input.addEventListener("change", () => this.fieldChanged(input));
+    const k = el("label", { class: "k", title: `${f.key} (${f.type}), default ${def}`, text: f.key });
+    const row = [k, input];
+    this.mark(input, k);
+    return row;
+  },
+
+  valueOf(input) { return input.type === "checkbox" ? String(input.checked) : input.value.trim(); },
+
+  mark(input, label) {
+    const changed = this.valueOf(input) !== input.dataset.default;
+    input.classList.toggle("changed", changed);
+    (label || input.previousSibling).classList.toggle("changed-k", changed);
+  },
+
+  fieldChanged(input) {
+    const v = this.valueOf(input);
+    if (v === input.dataset.default) this.edited.delete(input.dataset.key);
+    else this.edited.set(input.dataset.key, v);
+    this.mark(input);
+    this.update();
+  },
+
+  choices() {
+    const out = [];
+    for (const sel of document.querySelectorAll("[data-group]")) {
+      const g = sel.dataset.group;
+      const base = this.baseGroups[g] || "";
+      if (sel.value !== base) out.push(`${g}=${sel.value === "" ? "null" : sel.value}`);
+    }
+    return out;
+  },
+
+  groupChanged() { this.load(this.choices()); },
+
+  overrides() {
+    const out = this.choices();
+    for (const input of document.querySelectorAll("#sections [data-key]")) {
+      const v = this.valueOf(input);
+      if (v === input.dataset.default) continue;
+      const t = input.dataset.type;
+      let text = v;
+      if (t === "str" || t === "null") text = v === "null" || v === "" ? "null" : hydraValue(v);
+      if ((t === "int" || t === "float") && v === "") text = "null";
+      out.push(`${input.dataset.key}=${text}`);
+    }
+    for (const line of $("#extra").value.split("\n")) if (line.trim()) out.push(line.trim());
+    return out;
+  },
+
+  update() {
+    const ov = this.overrides();
+    const argv = [...this.schema.argv_prefix, ...ov];
+    $("#cmd").textContent = argv.map(shQuote).join(" ");
+    const v = $("#validation");
+    v.className = "validation pending";
+    v.textContent = "checking overrides…";
+    clearTimeout(this.validateTimer);
+    this.validateTimer = setTimeout(() => this.validate(ov), 250);
+  },
+
+  async validate(ov) {
+    const seq = ++this.seq;
+    const v = $("#validation");
+    try {
+      const res = await api("/api/config/validate", { method: "POST", body: { overrides: ov } });
+      if (seq !== this.seq) return;
+      $("#cmd").textContent = res.command;
+      v.className = "validation ok";
+      v.textContent = `✓ config composes (${ov.length} override${ov.length === 1 ? "" : "s"})`;
+      $("#launch").disabled = false;
+    } catch (e) {
+      if (seq !== this.seq) return;
+      v.className = "validation bad";
+      v.textContent = `✗ ${e.message}`;
+      $("#launch").disabled = true;
+    }
+  },
+
+  async launch(ev) {
+    ev.preventDefault();
+    const btn = $("#launch");
+    btn.disabled = true;
+    $("#launch-msg").textContent = "starting…";
+    const name = $("#run-name").value.trim();
+    try {
+      const res = await api("/api/runs", { method: "POST", body: { overrides: this.overrides(), name: name || null } });
+      $("#launch-msg").textContent = "";
+      toast(`run ${res.id} started`);
+      location.hash = `#/run/${res.id}`;
+    } catch (e) {
+      $("#launch-msg").textContent = "";
+      const v = $("#validation");
+      v.className = "validation bad";
+      v.textContent = `✗ ${e.message}`;
+      toast(`launch refused: ${e.message}`, true);
+    } finally {
+      btn.disabled = false;
+    }
+  },
+};
+$("#builder").addEventListener("submit", (ev) => builder.launch(ev));
+$("#extra").addEventListener("input", () => builder.update());
+$("#copy-cmd").addEventListener("click", async () => {
+  const text = $("#cmd").textContent;
+  try { await navigator.clipboard.writeText(text); toast("command copied"); } catch (_) {
+    const r = document.createRange(); r.selectNodeContents($("#cmd"));
+    const s = getSelection(); s.removeAllRanges(); s.addRange(r);
+    toast("select-all done: press Ctrl+C");
+  }
+});
+
+// ---------------------------------------------------------------- one run
+const runView = { id: null, run: null, stop: null, lines: 0, metrics: [], metricsOffset: 0, lastSeq: 0 };
+
+function openRun(id) {
+  Object.assign(runView, { id, run: null, stop: null, lines: 0, metrics: [], metricsOffset: 0, lastSeq: 0 });
+  $("#log").replaceChildren();
+  $("#log-hits").classList.add("hidden");
+  $("#timeline").replaceChildren();
+  $("#run-title").textContent = id;
+  every(1000, refreshRun);
+  every(2000, refreshMetrics);
+  every(2000, refreshRunProcs);
+  startLogStream(id);
+}
+
+async function refreshRun() {
+  let d;
+  try { d = await api(`/api/runs/${runView.id}`); } catch (e) {
+    if (e.status === 404) $("#run-title").textContent = `${runView.id}: not found`;
+    return;
+  }
+  state.clockSkew = d.now - Date.now() / 1000;
+  const r = d.run;
+  runView.run = r;
+  runView.stop = d.stop;
+  $("#run-title").textContent = r.name;
+  const badge = $("#run-state");
+  badge.textContent = r.state;
+  badge.className = `badge ${r.state}`;
+  const meta = [`id ${r.id}`, `started ${fmtTime(r.started_at || r.created_at, true)}`, fmtDur(r.duration_s)];
+  if (r.exit_code !== null) meta.push(`exit ${r.exit_code}`);
+  if (r.reason) meta.push(r.reason);
+  $("#run-meta").textContent = meta.join(" · ");
+  $("#run-cmd").textContent = r.command;
+  $("#btn-stop").disabled = !r.active;
+  $("#btn-kill").disabled = !r.active;
+  updateCountdown();
+  const fresh = d.events.filter((e) => e.seq > runView.lastSeq);
+  for (const e of fresh) {
+    runView.lastSeq = e.seq;
+    const detail = Object.entries(e.detail || {}).filter(([, v]) => v !== null && v !== "" && !(typeof v === "object" && !Object.keys(v).length))
+      .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+    $("#timeline").append(el("li", { class: `k-${e.kind}` }, el("span", { class: "t", text: fmtTime(e.ts) }),
+      el("b", { text: e.kind.replace(/_/g, " ") }), e.pid ? ` pid ${e.pid}` : "", e.signal ? ` sig ${e.signal}` : "",
+      detail ? el("div", { class: "d", text: detail }) : null));
+  }
+}
+
+function updateCountdown() {
+  const cd = $("#stop-countdown");
+  const r = runView.run;
+  const s = runView.stop;
+  if (!r || !s || !r.active) { cd.classList.add("hidden"); return; }
+  const now = Date.now() / 1000 + state.clockSkew;
+  const left = s.deadline - now;
+  cd.classList.remove("hidden");
+  if (s.force) cd.textContent = "killing…";
+  else if (left > 0) cd.textContent = `stopping: SIGKILL in ${Math.ceil(left)} s`;
+  else cd.textContent = "stopping: grace over, killing…";
+}
+state.countdownTimer = setInterval(() => { if (state.view === "run") updateCountdown(); }, 250);
+
+async function stopRun(force) {
+  const r = runView.run;
+  if (!r) return;
+  if (force && !confirm(`Kill run ${r.id} now (SIGKILL, no checkpoint)?`)) return;
+  try {
+    const res = await api(`/api/runs/${r.id}/stop`, { method: "POST", body: { force } });
+    runView.stop = res.stop;
+    toast(force ? `run ${r.id}: killed` : `run ${r.id}: stopping (grace ${res.stop ? res.stop.grace : r.grace} s)`);
+    refreshRun();
+  } catch (e) { toast(`stop failed: ${e.message}`, true); }
+}
+$("#btn-stop").addEventListener("click", () => stopRun(false));
+$("#btn-kill").addEventListener("click", () => stopRun(true));
+
+// -- log stream
+function startLogStream(id) {
+  const log = $("#log");
+  const es = new EventSource(`/api/runs/${id}/logs?tail=262144`);
+  state.es = es;
+  $("#log-status").textContent = "connecting…";
+  es.addEventListener("lines", (ev) => {
+    const data = JSON.parse(ev.data);
+    appendLines(data.lines);
+    $("#log-status").textContent = `${runView.lines} lines · live`;
+  });
+  es.addEventListener("end", (ev) => {
+    const data = JSON.parse(ev.data);
+    es.close();
+    $("#log-status").textContent = `${runView.lines} lines · ended (${data.state})`;
+  });
+  es.onerror = () => { if (es.readyState !== EventSource.CLOSED) $("#log-status").textContent = "reconnecting…"; };
+  log.onscroll = () => {
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 30;
+    if (!atBottom && $("#follow").checked && !log.dataset.auto) $("#follow").checked = false;
+  };
+}
+
+function appendLines(lines) {
+  const log = $("#log");
+  const q = $("#log-search").value.trim().toLowerCase();
+  const frag = document.createDocumentFragment();
+  for (const text of lines) {
+    const d = document.createElement("div");
+    d.textContent = text || "\u200b";
+    if (/error|traceback|exception/i.test(text)) d.className = "err";
+    if (q && text.toLowerCase().includes(q)) d.classList.add("m");
+    frag.append(d);
+  }
+  log.append(frag);
+  runView.lines += lines.length;
+  let extra = log.childElementCount - MAX_LOG_LINES;
+  while (extra-- > 0) log.firstElementChild.remove();
+  if ($("#follow").checked) {
+    log.dataset.auto = "1";
+    log.scrollTop = log.scrollHeight;
+    requestAnimationFrame(() => { delete log.dataset.auto; });
+  }
+}
+
+function applySearch() {
+  const log = $("#log");
+  const q = $("#log-search").value.trim().toLowerCase();
+  let n = 0;
+  for (const d of log.children) {
+    const hit = !!q && d.textContent.toLowerCase().includes(q);
+    d.classList.toggle("m", hit);
+    if (hit) n++;
+  }
+  log.classList.toggle("filtering", !!q);
+  $("#log-status").textContent = q ? `${n} matching of ${log.childElementCount} kept lines (Enter: whole log)` : `${runView.lines} lines`;
+}
+$("#log-search").addEventListener("input", applySearch);
+$("#log-search").addEventListener("keydown", async (ev) => {
+  if (ev.key !== "Enter") return;
+  const q = $("#log-search").value.trim();
+  const box = $("#log-hits");
+  if (!q) { box.classList.add("hidden"); return; }
+  try {
+    const res = await api(`/api/runs/${runView.id}/logs/search?q=${encodeURIComponent(q)}`);
+    box.replaceChildren(el("div", { class: "muted", text: `${res.hits.length} hit(s) in the whole log` }),
+      ...res.hits.map((h) => el("div", { text: `${h.line}: ${h.text}` })));
+    box.classList.remove("hidden");
+  } catch (e) { toast(e.message, true); }
+});
+$("#follow").addEventListener("change", () => { if ($("#follow").checked) $("#log").scrollTop = $("#log").scrollHeight; });
+
+// -- metrics
+async function refreshMetrics() {
+  let d;
+  try { d = await api(`/api/runs/${runView.id}/metrics?offset=${runView.metricsOffset}`); } catch (_) { return; }
+  if (d.points.length) {
+    runView.metrics.push(...d.points);
+    if (runView.metrics.length > 20000) runView.metrics.splice(0, runView.metrics.length - 20000);
+  }
+  runView.metricsOffset = d.offset;
+  $("#metrics-status").textContent = d.path ? `${runView.metrics.length} records` : "no metrics yet";
+  const pts = runView.metrics;
+  drawChart($("#chart-loss"), "loss", seriesOf(pts, (k) => /(^|\/)loss$/.test(k)));
+  drawChart($("#chart-cer"), "CER", seriesOf(pts, (k) => /(^|\/)cer$/.test(k)));
+}
+
+function seriesOf(points, match) {
+  const series = new Map();
+  for (const p of points) {
+    const x = p.step ?? p.epoch;
+    if (x === undefined || x === null) continue;
+    for (const [k, v] of Object.entries(p)) {
+      if (!match(k) || typeof v !== "number" || !isFinite(v)) continue;
+      if (!series.has(k)) series.set(k, []);
+      series.get(k).push([x, v]);
+    }
+  }
+  return series;
+}
+
+const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
+function niceNum(v) { return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2); }
+
+function drawChart(canvas, title, series) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 400;
+  const h = canvas.clientHeight || 170;
+  if (canvas.width !== Math.round(w * dpr)) { canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr); }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  ctx.font = "11px system-ui, sans-serif";
+  const L = 46, R = 8, T = 18, B = 22;
+  ctx.fillStyle = "#1d2330";
+  ctx.fillText(title, 4, 12);
+  const all = [...series.values()].flat();
+  if (!all.length) { ctx.fillStyle = "#9ca3af"; ctx.fillText("waiting for metrics…", L, h / 2); return; }
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (const [x, y] of all) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 === y0) { y1 += 0.5; y0 -= 0.5; }
+  const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
+  const sx = (x) => L + ((x - x0) / (x1 - x0)) * (w - L - R);
+  const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (h - T - B);
+  ctx.strokeStyle = "#e5e7eb"; ctx.fillStyle = "#6b7280"; ctx.lineWidth = 1;
+  for (let i = 0; i <= 4; i++) {
+    const y = y0 + ((y1 - y0) * i) / 4;
+    ctx.beginPath(); ctx.moveTo(L, sy(y)); ctx.lineTo(w - R, sy(y)); ctx.stroke();
+    ctx.fillText(niceNum(y), 2, sy(y) + 4);
+  }
+  for (let i = 0; i <= 4; i++) {
+    const x = x0 + ((x1 - x0) * i) / 4;
+    ctx.fillText(String(Math.round(x)), sx(x) - 6, h - 6);
+  }
+  ctx.fillText("step", w - R - 24, h - 6);
+  let li = 0;
+  let lx = L + 40;
+  for (const [name, pts] of series) {
+    const c = COLORS[li++ % COLORS.length];
+    ctx.strokeStyle = c; ctx.fillStyle = c; ctx.lineWidth = 1.6;
+    ctx.beginPath();
+    pts.forEach(([x, y], i) => (i ? ctx.lineTo(sx(x), sy(y)) : ctx.moveTo(sx(x), sy(y))));
+    ctx.stroke();
+    if (pts.length < 60) for (const [x, y] of pts) { ctx.beginPath(); ctx.arc(sx(x), sy(y), 2.2, 0, 7); ctx.fill(); }
+    ctx.fillRect(lx, 6, 10, 3);
+    ctx.fillText(name, lx + 13, 12);
+    lx += ctx.measureText(name).width + 30;
+  }
+}
+
+// -- process tree
+function procRows(procs) {
+  const byPid = new Map(procs.map((p) => [p.pid, p]));
+  const kids = new Map();
+  const roots = [];
+  for (const p of procs) {
+    if (byPid.has(p.ppid) && p.ppid !== p.pid) {
+      if (!kids.has(p.ppid)) kids.set(p.ppid, []);
+      kids.get(p.ppid).push(p);
+    } else roots.push(p);
+  }
+  const rows = [];
+  const walk = (p, depth, last) => {
+    const prefix = depth ? "  ".repeat(depth - 1) + (last ? "└─ " : "├─ ") : "";
+    const orphan = (p.flags || []).includes("orphan");
+    rows.push(el("tr", { class: orphan ? "orphan" : "" },
+      el("td", {}, el("span", { class: "tree", text: prefix }), el("span", { class: "role", text: p.role || "?" }),
+        orphan ? el("span", { class: "badge orphan", text: "orphan" }) : null),
+      el("td", { class: "mono", text: String(p.pid) }),
+      el("td", { text: fmtPct(p.cpu_percent) }),
+      el("td", { text: fmtBytes(p.rss_bytes) }),
+      el("td", { text: p.gpu_mem_bytes === null || p.gpu_mem_bytes === undefined ? "–" : fmtBytes(p.gpu_mem_bytes) }),
+      el("td", { class: "cmd", title: p.cmdline || "", text: p.cmdline || "" })));
+    const ks = (kids.get(p.pid) || []).sort((a, b) => a.pid - b.pid);
+    ks.forEach((k, i) => walk(k, depth + 1, i === ks.length - 1));
+  };
+  roots.sort((a, b) => a.pid - b.pid).forEach((p) => walk(p, 0, true));
+  return rows;
+}
+
+async function refreshRunProcs() {
+  let d;
+  try { d = await api(`/api/runs/${runView.id}/processes`); } catch (_) { return; }
+  const tbody = $("#run-procs tbody");
+  const procs = d.run ? d.run.processes || [] : [];
+  tbody.replaceChildren(...procRows(procs));
+  const flags = d.run && d.run.flags && d.run.flags.length ? ` · ${d.run.flags.join(", ")}` : "";
+  $("#run-procs-status").textContent = procs.length ? `${procs.length} live${flags}` : "no live process";
+}
+
+// ---------------------------------------------------------------- processes view
+async function refreshProcesses() {
+  let snap;
+  try { snap = await api("/api/processes"); } catch (e) { $("#ps-status").textContent = e.message; return; }
+  const box = $("#ps-runs");
+  const blocks = (snap.runs || []).map((r) => {
+    const flags = (r.flags || []).map((f) => el("span", { class: `badge ${f}`, text: f }));
+    const table = el("table", { class: "procs" },
+      el("thead", {}, el("tr", {}, ...["Process", "PID", "CPU", "RSS", "GPU mem", "Command"].map((t) => el("th", { text: t })))),
+      el("tbody", {}, ...procRows(r.processes || [])));
+    return el("div", { class: "ps-run" },
+      el("h3", {}, el("a", { href: `#/run/${r.id}`, text: r.name || r.id }), el("span", { class: "mono muted", text: r.id }),
+        el("span", { class: `badge ${r.state || ""}`, text: r.state || "unknown" }), ...flags,
+        el("span", { class: "muted", text: `supervisor ${r.supervisor_pid ?? "–"} · ${(r.processes || []).length} processes` })),
+      table);
+  });
+  box.replaceChildren(...blocks);
+  $("#ps-empty").classList.toggle("hidden", blocks.length > 0);
+  $("#ps-status").textContent = `${(snap.runs || []).length} run(s) · ${snap.orphans || 0} orphan(s) · ${fmtTime(snap.taken_at)}`;
+}
+
+$("#btn-cleanup").addEventListener("click", async () => {
+  const box = $("#cleanup-box");
+  $("#cleanup-msg").textContent = "";
+  try {
+    const res = await api("/api/cleanup", { method: "POST", body: { dry_run: true } });
+    $("#cleanup-plan").textContent = JSON.stringify(res.plan, null, 2);
+    box.classList.remove("hidden");
+  } catch (e) { toast(`cleanup unavailable: ${e.message}`, true); }
+});
+$("#btn-cleanup-cancel").addEventListener("click", () => $("#cleanup-box").classList.add("hidden"));
+$("#btn-cleanup-go").addEventListener("click", async () => {
+  try {
+    const res = await api("/api/cleanup", { method: "POST", body: { dry_run: false } });
+    $("#cleanup-msg").textContent = res.ok ? "done" : "done, with problems (see the report)";
+    $("#cleanup-plan").textContent = JSON.stringify(res.report, null, 2);
+    refreshProcesses();
+  } catch (e) { toast(`cleanup failed: ${e.message}`, true); }
+});
+
+route();
