@@ -24,6 +24,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from ocrtrain.monitor import proctable
 from ocrtrain.procman import procfs
 from ocrtrain.procman.errors import UsageError
 
@@ -153,7 +154,7 @@ def find(
     if all_users and os.geteuid() != 0:
         raise UsageError("--all-users needs root")
     if table is None:
-        table = procfs.scan(with_env=True)
+        table = proctable.scan()
     now = time.time() if now is None else now
     btime = procfs.boot_time() if btime is None else btime
     me = os.geteuid()
