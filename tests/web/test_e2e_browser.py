@@ -127,8 +127,10 @@ def test_build_launch_watch_stop(
     page.wait_for_selector("#run-procs tbody tr")
 
     page.click("#btn-stop")
-    page.wait_for_selector("#stop-countdown:not(.hidden)")
-    assert re.search(r"SIGKILL in \d+ s|killing", page.inner_text("#stop-countdown"))
+    # The countdown shows while the trainer saves and exits (which may be quicker than a poll).
+    page.wait_for_selector("#stop-countdown:not(.hidden), #run-state.stopped")
+    if page.is_visible("#stop-countdown"):
+        assert re.search(r"SIGKILL in \d+ s|killing", page.inner_text("#stop-countdown"))
     page.wait_for_selector("#run-state.stopped", timeout=60_000)
     page.wait_for_function("document.querySelector('#log-status').textContent.includes('ended')")
     timeline = page.inner_text("#timeline")
@@ -185,9 +187,19 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
             "the first run to finish",
             interval=0.5,
         )
+    page.goto(server.url + f"/#/run/{done}")
+    page.wait_for_selector("#run-state.succeeded")
+    page.wait_for_function("document.querySelector('#log-status').textContent.includes('ended')")
+    page.wait_for_function(
+        "parseInt(document.querySelector('#metrics-status').textContent) > 0", polling=500
+    )
+    page.wait_for_selector("#timeline li.k-finished")
+    page.screenshot(path=str(SCREENSHOTS / "run-finished.png"))
+
     build_command(page, server, field, value)
     page.fill("#run-name", "receipts-long")
     page.wait_for_selector(f'#runs-table tr[data-id="{done}"]')
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / "runs-and-builder.png"))
 
     page.click("#launch")
@@ -199,7 +211,8 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
         timeout=120_000,
         polling=500,
     )
-    page.wait_for_timeout(2500)  # let the next metrics poll and process sample land
+    page.wait_for_selector("#run-procs tbody tr")
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / "run-live.png"))
 
     page.goto(server.url + "/#/processes")
@@ -211,8 +224,9 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
     page.goto(server.url + f"/#/run/{run_id}")
     page.wait_for_selector("#run-state.running")
     page.click("#btn-stop")
-    page.wait_for_selector("#stop-countdown:not(.hidden)")
-    page.screenshot(path=str(SCREENSHOTS / "run-stopping.png"))
+    page.wait_for_selector("#stop-countdown:not(.hidden), #run-state.stopped")
+    if page.is_visible("#stop-countdown"):
+        page.screenshot(path=str(SCREENSHOTS / "run-stopping.png"))
     page.wait_for_selector("#run-state.stopped", timeout=60_000)
     page.screenshot(path=str(SCREENSHOTS / "run-stopped.png"))
     with httpx.Client(base_url=server.url) as c:

@@ -28,32 +28,61 @@ class MonitorBridge:
     def __init__(self, journal: Journal, ttl: float = SNAPSHOT_TTL_S) -> None:
         self.journal = journal
         self.ttl = ttl
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the cache fields (held briefly)
+        self._scan_lock = threading.Lock()  # one /proc scan at a time
+        self._refreshing = False
         self._previous: Any = None
         self._cached: dict[str, Any] | None = None
         self._cached_at = 0.0
 
     def snapshot(self) -> dict[str, Any]:
-        """The `ocrtrain ps --json` document (at most `ttl` seconds old)."""
+        """The `ocrtrain ps --json` document, at most about `ttl` seconds old.
+
+        Only the first call waits for a `/proc` scan; later calls return the cached snapshot at
+        once and, when it is stale, refresh it in a background thread (stale-while-revalidate),
+        so that a slow scan on a busy machine never shows up as API latency.
+        """
         with self._lock:
-            now = time.monotonic()
-            if self._cached is not None and now - self._cached_at < self.ttl:
-                return self._cached
-            try:
-                from ocrtrain.monitor.snapshot import collect
-            except ImportError:
-                doc = self._fallback()
-            else:
-                snap = collect(self.journal, previous=self._previous)
-                self._previous = snap
-                doc = snap.to_dict()
+            cached = self._cached
+            stale = time.monotonic() - self._cached_at >= self.ttl
+            if cached is not None and stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="snapshot", daemon=True).start()
+        if cached is not None:
+            return cached
+        with self._scan_lock:
+            if self._cached is None:
+                self._take()
+            assert self._cached is not None
+            return self._cached
+
+    def _refresh(self) -> None:
+        try:
+            with self._scan_lock:
+                self._take()
+        except Exception:
+            log.exception("process snapshot failed")
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def _take(self) -> None:
+        """One scan (the caller holds `_scan_lock`)."""
+        try:
+            from ocrtrain.monitor.snapshot import collect
+        except ImportError:
+            doc = self._fallback()
+        else:
+            snap = collect(self.journal, previous=self._previous)
+            self._previous = snap
+            doc = snap.to_dict()
+        with self._lock:
             self._cached, self._cached_at = doc, time.monotonic()
-            return doc
 
     def invalidate(self) -> None:
-        """Forget the cached snapshot (after a launch, stop or cleanup)."""
+        """Mark the snapshot stale (after a launch, stop or cleanup): the next call refreshes."""
         with self._lock:
-            self._cached = None
+            self._cached_at = 0.0
 
     def _fallback(self) -> dict[str, Any]:
         """Without the monitor: active runs from the journal, with their pids and no metrics."""

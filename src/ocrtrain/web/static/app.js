@@ -389,7 +389,7 @@ async function refreshRun() {
   badge.className = `badge ${r.state}`;
   const meta = [`id ${r.id}`, `started ${fmtTime(r.started_at || r.created_at, true)}`, fmtDur(r.duration_s)];
   if (r.exit_code !== null) meta.push(`exit ${r.exit_code}`);
-  if (r.reason) meta.push(r.reason);
+  if (r.reason && !/^exit code/.test(r.reason)) meta.push(r.reason);
   $("#run-meta").textContent = meta.join(" · ");
   $("#run-cmd").textContent = r.command;
   $("#btn-stop").disabled = !r.active;
@@ -565,11 +565,13 @@ function drawChart(canvas, title, series) {
     ctx.beginPath(); ctx.moveTo(L, sy(y)); ctx.lineTo(w - R, sy(y)); ctx.stroke();
     ctx.fillText(niceNum(y), 2, sy(y) + 4);
   }
-  for (let i = 0; i <= 4; i++) {
-    const x = x0 + ((x1 - x0) * i) / 4;
-    ctx.fillText(String(Math.round(x)), sx(x) - 6, h - 6);
+  const span = x1 - x0;
+  const stepX = Math.max(1, [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000].find((s) => span / s <= 6) || Math.ceil(span / 6));
+  for (let x = Math.ceil(x0 / stepX) * stepX; x <= x1; x += stepX) {
+    const label = String(x);
+    ctx.fillText(label, sx(x) - ctx.measureText(label).width / 2, h - 6);
   }
-  ctx.fillText("step", w - R - 24, h - 6);
+  ctx.fillText("step", 2, h - 6);
   let li = 0;
   let lx = L + 40;
   for (const [name, pts] of series) {
