@@ -13,8 +13,16 @@ from ocrtrain.train.errors import ConfigError
 
 GROUP_OPTIONS = [
     (group, p.stem)
-    for group in ("data", "model", "trainer", "dataloaders", "callbacks", "paths", "debug",
-                  "experiment")
+    for group in (
+        "data",
+        "model",
+        "trainer",
+        "dataloaders",
+        "callbacks",
+        "paths",
+        "debug",
+        "experiment",
+    )
     for p in sorted((config_dir() / group).glob("*.yaml"))
 ]
 

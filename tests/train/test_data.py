@@ -73,7 +73,7 @@ def test_synth_folder_export_and_load(tmp_path: Path) -> None:
     rows = (out / "labels.tsv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 6 and all("\t" in r for r in rows)
     ds = LabelFolder(out, Charset(), 32, 800)
-    image, text, labels = ds[0]
+    image, text, _labels = ds[0]
     assert image.shape[1] == 32 and text == rows[0].split("\t", 1)[1]
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temp folder left
 
@@ -114,5 +114,5 @@ def test_folder_errors_name_the_problem(
 def test_missing_folder_and_labels(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         LabelFolder(tmp_path / "nope", Charset(), 32, 800)
-    with pytest.raises(DataError, match="no labels.tsv"):
+    with pytest.raises(DataError, match=r"no labels\.tsv"):
         LabelFolder(tmp_path, Charset(), 32, 800)

@@ -38,7 +38,7 @@ def _trainer_pid(p: TrainProc) -> int:
                 return pid
         return None
 
-    return wait_until(find, timeout=60, interval=0.05, what="the trainer and its workers")
+    return wait_until(find, timeout=120, interval=0.05, what="the trainer and its workers")
 
 
 def _global_step(ckpt: Path) -> int:
@@ -72,15 +72,21 @@ def test_smoke_training_under_the_supervisor(start_train, ocrtrain_home: Path, t
     images = [str(data / "images" / f"{i:06d}.png") for i in (3, 0, 4)]
     pred = subprocess.run(
         [*cli, "predict", "--ckpt", str(ckpts / "last.ckpt"), *images],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     assert [line.split("\t")[0] for line in pred.stdout.splitlines()] == images
     ev = subprocess.run(
         [*cli, "eval", "--ckpt", str(ckpts / "best.ckpt"), "--data", str(data), "--json"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     result = json.loads(ev.stdout)
-    assert result["lines"] == 5 and 0.0 <= result["cer"]
+    assert result["lines"] == 5 and result["cer"] >= 0.0
 
 
 def test_sigint_saves_and_resume_auto_reaches_the_same_step(start_train, tmp_path: Path):
@@ -91,7 +97,9 @@ def test_sigint_saves_and_resume_auto_reaches_the_same_step(start_train, tmp_pat
     metrics = lambda: next(outputs.glob("resume/runs/*/metrics.jsonl"), None)  # noqa: E731
     wait_until(
         lambda: metrics() and 2 <= last_metric_step(metrics()) < BATCHES,
-        timeout=60, interval=0.02, what="training to start",
+        timeout=60,
+        interval=0.02,
+        what="training to start",
     )
     p.proc.send_signal(signal.SIGINT)
     rc, out = p.wait(timeout=30)
@@ -115,8 +123,8 @@ def test_sigkill_during_a_checkpoint_save_leaves_a_loadable_last(start_train, tm
     p = start_train(run, outputs)
     trainer = _trainer_pid(p)
     ckpts = _ckpt_dir(outputs, "kill")
-    wait_until(lambda: (ckpts / "last.ckpt").is_file(), timeout=60, what="a first last.ckpt")
-    wait_until(lambda: list(ckpts.glob("*.tmp-*")), timeout=60, what="a save in progress")
+    wait_until(lambda: (ckpts / "last.ckpt").is_file(), timeout=120, what="a first last.ckpt")
+    wait_until(lambda: list(ckpts.glob("*.tmp-*")), timeout=120, what="a save in progress")
     p.track()
     os.kill(trainer, signal.SIGKILL)
     rc, out = p.wait(timeout=30)
@@ -129,14 +137,17 @@ def test_sigkill_during_a_checkpoint_save_leaves_a_loadable_last(start_train, tm
 def test_sigusr1_saves_a_checkpoint_and_training_goes_on(start_train, tmp_path: Path):
     outputs = tmp_path / "outputs"
     run = [
-        *SMOKE, "experiment_name=usr1", "trainer.max_epochs=1", "data.train.batches_per_epoch=40",
+        *SMOKE,
+        "experiment_name=usr1",
+        "trainer.max_epochs=1",
+        "data.train.batches_per_epoch=40",
         "callbacks.checkpoint.every_n_train_steps=1000",
     ]
     p = start_train(run, outputs)
     trainer = _trainer_pid(p)
     last = _ckpt_dir(outputs, "usr1") / "last.ckpt"
     metrics = lambda: next(outputs.glob("usr1/runs/*/metrics.jsonl"), None)  # noqa: E731
-    wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=60)
+    wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=120)
     os.kill(trainer, signal.SIGUSR1)
     wait_until(last.is_file, timeout=30, what="the SIGUSR1 checkpoint")
     saved_at = _global_step(last)

@@ -96,11 +96,11 @@ class GracefulSignals(Callback):
         self.install()
 
     def _save(self, trainer: L.Trainer) -> None:
-        ckpt = trainer.checkpoint_callback
-        if isinstance(ckpt, AtomicModelCheckpoint) and ckpt.dirpath:
-            path = ckpt.last_path
-            trainer.save_checkpoint(str(path))
-            log.warning("saved %s at step %d", path, trainer.global_step)
+        for ckpt in trainer.checkpoint_callbacks:
+            if isinstance(ckpt, AtomicModelCheckpoint) and ckpt.save_last and ckpt.dirpath:
+                trainer.save_checkpoint(str(ckpt.last_path))
+                log.warning("saved %s at step %d", ckpt.last_path, trainer.global_step)
+                return
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.save_requested:

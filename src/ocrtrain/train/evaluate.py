@@ -20,7 +20,10 @@ def evaluate_folder(
     from ocrtrain.train.metrics import TextScore
 
     model = load_model(ckpt)
-    dataset = LabelFolder(data, model.charset, int(model.hparams.height), 2000)
+    hp = model.hparams
+    dataset = LabelFolder(
+        data, model.charset, int(hp.height), 2000, float(hp.get("width_scale", 1.0))
+    )
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

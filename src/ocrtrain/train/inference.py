@@ -35,7 +35,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def check_compatible(ckpt: dict[str, Any], hparams: dict[str, Any], path: str | Path) -> None:
     """CheckpointError when the checkpoint's network or charset differ from the config's."""
     saved = ckpt.get("hyper_parameters", {})
-    for key in ("charset", "height", "net"):
+    for key in ("charset", "height", "width_scale", "net"):
         if saved.get(key) != hparams.get(key):
             raise CheckpointError(
                 f"{path} belongs to another model: {key} is {saved.get(key)!r} there,"

@@ -31,6 +31,7 @@ class OCRLitModule(L.LightningModule):
         self,
         charset: str | None = None,
         height: int = 32,
+        width_scale: float = 1.0,
         net: Mapping[str, Any] | None = None,
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
@@ -43,6 +44,7 @@ class OCRLitModule(L.LightningModule):
             {
                 "charset": charset,
                 "height": height,
+                "width_scale": width_scale,
                 "net": net,
                 "lr": lr,
                 "weight_decay": weight_decay,

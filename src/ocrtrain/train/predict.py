@@ -23,13 +23,14 @@ def predict_images(
         check_image(p)
     model = load_model(ckpt)
     height = int(model.hparams.height)
+    width_scale = float(model.hparams.get("width_scale", 1.0))
     texts: list[str] = []
     with torch.inference_mode():
         for i in range(0, len(paths), batch_size):
             batch = []
             for p in paths[i : i + batch_size]:
                 with Image.open(p) as im:
-                    batch.append((to_tensor(im, height, 2000), "", []))
+                    batch.append((to_tensor(im, height, 2000, width_scale), "", []))
             b = collate(batch)
             texts.extend(model.decode(model(b["images"]), b["widths"]))
     return texts

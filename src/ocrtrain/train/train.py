@@ -127,9 +127,7 @@ def train(cfg: Any) -> TrainResult:
         trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
         result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if cfg.test_after_fit and "test" in datamodule.datasets:
-            best = (
-                trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            )
+            best = next((c.best_model_path for c in callbacks if getattr(c, "monitor", None)), "")
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
             result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     except TrainingInterrupted as exc:

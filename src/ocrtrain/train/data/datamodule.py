@@ -49,6 +49,7 @@ class OCRDataModule(L.LightningDataModule):
         charset: str | None = None,
         height: int = 32,
         max_width: int = 800,
+        width_scale: float = 1.0,
         batch_size: int = 32,
         train: Mapping[str, Any] | None = None,
         val: Mapping[str, Any] | None = None,
@@ -64,6 +65,7 @@ class OCRDataModule(L.LightningDataModule):
         self.charset = Charset(charset)
         self.height = height
         self.max_width = max_width
+        self.width_scale = width_scale
         self.batch_size = batch_size
         self.loaders = dict(loaders or {})
         self.train_fonts = list(train_fonts or ["pillow"])
@@ -82,7 +84,9 @@ class OCRDataModule(L.LightningDataModule):
         if kind == "folder":
             if not spec.get("path"):
                 raise ConfigError(f"data.{split}.path must name a labels.tsv folder")
-            return LabelFolder(spec["path"], self.charset, self.height, self.max_width)
+            return LabelFolder(
+                spec["path"], self.charset, self.height, self.max_width, self.width_scale
+            )
         if kind != "synth":
             raise ConfigError(f"data.{split}.kind must be 'synth' or 'folder', not {kind!r}")
         fonts = pick_fonts(spec.get("fonts") or self.train_fonts, self.train_fonts, split)
@@ -100,6 +104,7 @@ class OCRDataModule(L.LightningDataModule):
             height=self.height,
             max_width=self.max_width,
             max_chars=int(spec.get("max_chars", 40)),
+            width_scale=self.width_scale,
         )
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Any]:

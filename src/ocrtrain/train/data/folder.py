@@ -60,11 +60,19 @@ def check_image(path: Path) -> None:
 class LabelFolder(Dataset[Sample]):
     """The images and texts of a `labels.tsv` folder, validated up front."""
 
-    def __init__(self, root: str | Path, charset: Charset, height: int, max_width: int) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        charset: Charset,
+        height: int,
+        max_width: int,
+        width_scale: float = 1.0,
+    ) -> None:
         self.items = read_labels(root)
         self.charset = charset
         self.height = height
         self.max_width = max_width
+        self.width_scale = width_scale
         for path, text in self.items:
             bad = charset.unknown(text)
             if bad:
@@ -78,5 +86,5 @@ class LabelFolder(Dataset[Sample]):
     def __getitem__(self, index: int) -> Sample:
         path, text = self.items[index]
         with Image.open(path) as im:
-            tensor = to_tensor(im, self.height, self.max_width)
+            tensor = to_tensor(im, self.height, self.max_width, self.width_scale)
         return tensor, text, self.charset.encode(text)

@@ -59,6 +59,7 @@ class SynthLines(Dataset[Sample]):
         height: int,
         max_width: int,
         max_chars: int = 40,
+        width_scale: float = 1.0,
     ) -> None:
         self.charset = charset
         self.fonts = list(fonts)
@@ -68,6 +69,7 @@ class SynthLines(Dataset[Sample]):
         self.height = height
         self.max_width = max_width
         self.max_chars = max_chars
+        self.width_scale = width_scale
 
     def __len__(self) -> int:
         return UNBOUNDED if self.size is None else self.size
@@ -80,7 +82,8 @@ class SynthLines(Dataset[Sample]):
         img, text = synth_image(
             index, self.seed, self.fonts, self.degrade, self.charset, self.max_chars
         )
-        return to_tensor(img, self.height, self.max_width), text, self.charset.encode(text)
+        tensor = to_tensor(img, self.height, self.max_width, self.width_scale)
+        return tensor, text, self.charset.encode(text)
 
 
 class EpochSampler(Sampler[int]):

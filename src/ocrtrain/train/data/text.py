@@ -165,13 +165,13 @@ def _random_ascii(rng: random.Random) -> str:
 
 
 _KINDS = (
-    (_item, 0.34),
+    (_item, 0.40),
     (_date, 0.1),
     (_total, 0.16),
-    (_code, 0.14),
+    (_code, 0.17),
     (_store, 0.06),
     (_footer, 0.05),
-    (_random_ascii, 0.15),
+    (_random_ascii, 0.06),
 )
 
 

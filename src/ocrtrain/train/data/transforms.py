@@ -12,10 +12,17 @@ from PIL import Image
 Sample = tuple[torch.Tensor, str, list[int]]
 
 
-def to_tensor(img: Image.Image, height: int, max_width: int) -> torch.Tensor:
-    """Grayscale, resized to `height` keeping the aspect ratio; ink is high, paper ~0."""
+def to_tensor(
+    img: Image.Image, height: int, max_width: int, width_scale: float = 1.0
+) -> torch.Tensor:
+    """Grayscale, resized to `height`; ink is high, paper ~0.
+
+    The width keeps the aspect ratio times `width_scale`: squeezing lines horizontally (0.5)
+    halves the CNN's work and still leaves about two CTC frames per character.
+    """
     img = img.convert("L")
-    width = max(8, min(max_width, round(img.width * height / max(img.height, 1))))
+    scale = height / max(img.height, 1) * width_scale
+    width = max(8, min(max_width, round(img.width * scale)))
     img = img.resize((width, height), Image.Resampling.BILINEAR)
     arr = 1.0 - np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(arr)[None]

@@ -1,0 +1,62 @@
+"""Atomic writes, stale temp cleanup, and refusing checkpoints of another model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from ocrtrain.train.checkpoint_io import atomic_write, remove_stale_temps
+from ocrtrain.train.errors import CheckpointError
+from ocrtrain.train.inference import check_compatible, load_model, read_checkpoint
+from ocrtrain.train.lit_module import OCRLitModule
+
+SMALL = {"channels": [4, 8, 8, 8], "hidden": 8, "lstm_layers": 1}
+
+
+def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "last.ckpt"
+    atomic_write(target, b"old")
+    atomic_write(target, b"new" * 1000)
+    assert target.read_bytes() == b"new" * 1000
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_stale_temps_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    dead = tmp_path / "last.ckpt.tmp-999999999"
+    mine = tmp_path / f"last.ckpt.tmp-{os.getpid()}"
+    dead.write_bytes(b"x")
+    mine.write_bytes(b"x")
+    remove_stale_temps(tmp_path)
+    assert not dead.exists() and mine.exists()
+
+
+def _save_model(path: Path, net: dict) -> dict:
+    model = OCRLitModule(net=net)
+    ckpt = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "ocrtrain": {"kind": "ocrtrain.crnn-ctc", "version": 1},
+    }
+    torch.save(ckpt, path)
+    return dict(model.hparams)
+
+
+def test_checkpoint_roundtrip_and_other_models(tmp_path: Path) -> None:
+    path = tmp_path / "m.ckpt"
+    hp = _save_model(path, SMALL)
+    model = load_model(path)
+    assert model.hparams.net == SMALL
+    ckpt = read_checkpoint(path)
+    check_compatible(ckpt, hp, path)
+    other = dict(hp, net={**SMALL, "hidden": 16})
+    with pytest.raises(CheckpointError, match="another model: net"):
+        check_compatible(ckpt, other, path)
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(CheckpointError, match="not a checkpoint of an ocrtrain"):
+        read_checkpoint(tmp_path / "foreign.ckpt")
+    (tmp_path / "text.ckpt").write_text("hello")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        read_checkpoint(tmp_path / "text.ckpt")
