@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mon_helpers import all_pids, identity, ocrtrain, run_of, start_run
+from mon_helpers import all_pids, identity, ocrtrain, run_of, start_run, wait_until
 
 from ocrtrain.monitor.render import snapshot_renderable
 from ocrtrain.monitor.snapshot import (
@@ -107,3 +107,38 @@ def test_ps_json_is_lean_and_lists_nothing_for_an_empty_journal(journal: Journal
 def test_watch_and_json_conflict() -> None:
     out = ocrtrain("ps", "--json", "--watch", "1")
     assert out.returncode == 2 and out.stderr.startswith("ERROR:")
+
+
+def test_watch_redraws_until_interrupted(journal: Journal, procs) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import pty
+    import signal
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocrtrain", "ps", "--watch", "0.2"],
+        stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+    )  # fmt: skip
+    os.close(slave)
+    procs.add(identity(proc.pid))
+    seen = b""
+    try:
+
+        def redrawn() -> bool:
+            nonlocal seen
+            import select
+
+            if select.select([master], [], [], 0.1)[0]:
+                seen += os.read(master, 65536)
+            return seen.count(b"orphans") >= 2  # the header line, drawn at least twice
+
+        wait_until(redrawn, 20, "two redraws")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
