@@ -180,6 +180,9 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with server.client() as c:
         short = ["debug=smoke"] if real else ["debug=smoke", "trainer.lines_per_s=200"]
+        if real:  # composes, but fails at start: the list then shows a failed run too
+            bad = ["debug=smoke", "resume=/nonexistent/last.ckpt"]
+            c.post("/api/runs", json={"overrides": bad, "name": "bad-resume"})
         done = c.post("/api/runs", json={"overrides": short, "name": "smoke"}).json()["id"]
         wait_for(
             lambda: c.get(f"/api/runs/{done}").json()["run"]["state"] == "succeeded",

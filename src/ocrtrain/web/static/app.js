@@ -164,7 +164,7 @@ async function refreshRuns() {
       el("td", { class: "mono", text: r.id }),
       el("td", { text: fmtTime(r.started_at || r.created_at, true) }),
       el("td", { text: fmtDur(r.duration_s) }),
-      el("td", { class: "ov", title: ov, text: ov }));
+      el("td", { title: ov }, el("div", { class: "ov", text: ov })));
     return tr;
   });
   tbody.replaceChildren(...rows);
@@ -392,7 +392,7 @@ async function refreshRun() {
   if (r.reason && !/^exit code/.test(r.reason)) meta.push(r.reason);
   $("#run-meta").textContent = meta.join(" · ");
   $("#run-cmd").textContent = r.command;
-  $("#btn-stop").disabled = !r.active;
+  $("#btn-stop").disabled = !r.active || !!(d.stop && r.state === "stopping");
   $("#btn-kill").disabled = !r.active;
   updateCountdown();
   const fresh = d.events.filter((e) => e.seq > runView.lastSeq);
