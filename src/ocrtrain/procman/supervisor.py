@@ -529,14 +529,20 @@ class Supervisor:
         return self.spec.grace
 
     def _forward(self, sig: int) -> None:
+        """Pass a signal on the way a terminal would: SIGINT to the child's process group (the
+        child and the workers it forked, as Ctrl+C does), every other signal to the child."""
         if self.child_pid is None or self.child_status is not None:
             return
         try:
-            # The child is our own unreaped child: its pid cannot have been reused.
-            os.kill(self.child_pid, sig)
+            # The child is our own unreaped child: its pid (and so its pgid) cannot be reused.
+            if sig == signal.SIGINT:
+                os.killpg(self.child_pid, sig)
+            else:
+                os.kill(self.child_pid, sig)
         except ProcessLookupError:
             return
-        self.event(EventKind.SIGNAL_SENT, pid=self.child_pid, signal=sig, to="child")
+        target = "child process group" if sig == signal.SIGINT else "child"
+        self.event(EventKind.SIGNAL_SENT, pid=self.child_pid, signal=sig, to=target)
 
     def _signal_child_group(self, sig: int) -> None:
         if self.child_pid is None or self.child_status is not None:
