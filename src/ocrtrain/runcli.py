@@ -10,10 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.monitor.startup import open_journal
 from ocrtrain.procman import doctor as doctor_mod
-from ocrtrain.procman.api import RunHandle, reconcile, request_stop, run_foreground, start
+from ocrtrain.procman.api import RunHandle, request_stop, run_foreground, start
 from ocrtrain.procman.errors import SpawnError, UsageError
-from ocrtrain.procman.journal import FINAL_STATES, EventRecord, Journal, RunRecord
+from ocrtrain.procman.journal import FINAL_STATES, EventRecord, RunRecord
 from ocrtrain.procman.spec import DEFAULT_GRACE_S, RunSpec, parse_seconds, parse_size
 
 
@@ -68,13 +69,6 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("doctor", help="which teardown tiers work on this machine, and why")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p.set_defaults(func=cmd_doctor)
-
-
-def open_journal() -> Journal:
-    """The journal, after the startup check that closes runs whose supervisor is gone."""
-    journal = Journal()
-    reconcile(journal)
-    return journal
 
 
 def _spec_from_args(args: argparse.Namespace) -> RunSpec:

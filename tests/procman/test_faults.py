@@ -103,8 +103,6 @@ def test_ctrl_c_in_a_terminal(tmp_path: Path, tiers: str) -> None:
         os.write(master, b"\x03")  # the line discipline sends SIGINT to the foreground group
         assert_gone_within(all_workload_pids(info), 5.0, "the run after Ctrl+C")
         _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 130
-        assert signals_file.read_text().split() == ["SIGINT"]
         output = b""
         while True:
             try:
@@ -114,6 +112,8 @@ def test_ctrl_c_in_a_terminal(tmp_path: Path, tiers: str) -> None:
             if not chunk:
                 break
             output += chunk
+        assert os.waitstatus_to_exitcode(status) == 130, output
+        assert signals_file.read_text().split() == ["SIGINT"], output
         assert b"workload ready" in output  # the child's output reached the terminal (pty)
     finally:
         try:

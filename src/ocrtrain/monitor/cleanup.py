@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ocrtrain.monitor import proctable, roles
+from ocrtrain.monitor import roles
 from ocrtrain.monitor.snapshot import ORPHAN, STALE, RunView, collect
 from ocrtrain.procman import procfs
 from ocrtrain.procman.errors import RunNotFound, UsageError
@@ -385,7 +385,7 @@ def execute(
         if not orphan_runs:
             break
         newcomers: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
-        for pid, t in proctable.scan().items():
+        for pid, t in procfs.scan().items():
             if (
                 t.run_id in orphan_runs
                 and t.stat.state not in ("Z", "X")

@@ -98,6 +98,8 @@ def _check_all_users(args: argparse.Namespace) -> None:
 
 
 def _journal() -> Journal:
+    """The journal as it is: ps shows stale runs and orphans itself, and a dry run of cleanup
+    must not change anything (other commands run the startup check)."""
     from ocrtrain.procman.journal import Journal
 
     return Journal()

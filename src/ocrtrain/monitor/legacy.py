@@ -24,7 +24,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from ocrtrain.monitor import proctable
 from ocrtrain.procman import procfs
 from ocrtrain.procman.errors import UsageError
 
@@ -154,7 +153,7 @@ def find(
     if all_users and os.geteuid() != 0:
         raise UsageError("--all-users needs root")
     if table is None:
-        table = proctable.scan()
+        table = procfs.scan()
     now = time.time() if now is None else now
     btime = procfs.boot_time() if btime is None else btime
     me = os.geteuid()

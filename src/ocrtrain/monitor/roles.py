@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ocrtrain.procman import procfs
+
 SUPERVISOR = "supervisor"
 WATCHDOG = "watchdog"
 TRAINER = "trainer"
@@ -24,7 +26,6 @@ RANK = "rank"
 WORKER = "worker"
 HELPER = "helper"
 
-_RANK_PREFIXES = (b"LOCAL_RANK=", b"RANK=")
 _MP_MARKERS = ("multiprocessing.spawn", "multiprocessing.forkserver")
 _WORKER_COMMS = ("pt_data_worker",)
 
@@ -40,16 +41,9 @@ class ProcInfo:
     rank: str | None  # LOCAL_RANK (or RANK) from the environment
 
 
-def rank_of(environ: list[bytes] | None) -> str | None:
-    """The `LOCAL_RANK` (else `RANK`) value in an environment, if any."""
-    if not environ:
-        return None
-    found: dict[bytes, str] = {}
-    for item in environ:
-        for prefix in _RANK_PREFIXES:
-            if item.startswith(prefix):
-                found[prefix] = item[len(prefix) :].decode(errors="replace")
-    return found.get(b"LOCAL_RANK=", found.get(b"RANK="))
+def rank_of(environ: bytes | None) -> str | None:
+    """The `LOCAL_RANK` (else `RANK`) value in a raw environment, if any."""
+    return procfs.env_tag(environ, b"LOCAL_RANK=") or procfs.env_tag(environ, b"RANK=")
 
 
 def classify(

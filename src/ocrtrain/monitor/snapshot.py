@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocrtrain.monitor import proctable, roles
+from ocrtrain.monitor import roles
 from ocrtrain.procman import procfs
 from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, RunRecord
 
@@ -265,7 +265,7 @@ def group_runs(
     """Group the scanned processes into runs.
 
     Args:
-        table: one `proctable.scan()` (or `procfs.scan(with_env=True)`).
+        table: one `procfs.scan()`.
         records: the journal's runs to consider (active ones plus any a tag names).
         exclude: pids that are never members (the caller itself).
     """
@@ -548,7 +548,7 @@ def collect(
         journal = Journal()
     total0, busy0 = _cpu_ticks()
     t0 = time.time()
-    table = proctable.scan()
+    table = procfs.scan()
     records = journal_records(journal, table)
     groups = group_runs(table, records)
     gpu_reading = None

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ocrtrain.monitor import proctable
 from ocrtrain.monitor.snapshot import group_runs, journal_records, orphan_pids
+from ocrtrain.procman import procfs
 from ocrtrain.procman.reconcile import reconcile
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def startup_check(journal: Journal) -> list[str]:
     try:
         for run in reconcile(journal):
             lines.append(f"run {run.id} ({run.name}) was marked lost: its supervisor is gone")
-        table = proctable.scan()
+        table = procfs.scan()
         groups = group_runs(table, journal_records(journal, table))
     except Exception:  # a startup check must never break the command that runs it
         log.exception("startup check failed")
@@ -49,3 +49,20 @@ def startup_check(journal: Journal) -> list[str]:
                 "ocrtrain cleanup --yes"
             )
     return lines
+
+
+def open_journal(check: bool = True) -> Journal:
+    """The journal for a CLI command, after the startup check; hints go to stderr.
+
+    Called only once the command's own arguments are valid, so that bad input never creates
+    `$OCRTRAIN_HOME` or a journal.
+    """
+    import sys
+
+    from ocrtrain.procman.journal import Journal
+
+    journal = Journal()
+    if check:
+        for line in startup_check(journal):
+            print(f"HINT: {line}", file=sys.stderr)
+    return journal

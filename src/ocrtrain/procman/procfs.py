@@ -42,24 +42,43 @@ class ProcStat:
     rss_pages: int
 
 
-def read_stat(pid: int) -> ProcStat | None:
-    """Parse `/proc/<pid>/stat`; None when the process is gone or unreadable."""
+_CHUNK = 1 << 16
+_RUN_TAG = _RUN_ID_PREFIX
+_WATCHDOG_TAG = _WATCHDOG_PREFIX
+_COMMON = b"OCRTRAIN_"
+
+
+def _read(path: str) -> bytes | None:
+    """The whole file with one open and (usually) one read; None when unreadable."""
     try:
-        with open(f"{PROC}/{pid}/stat", "rb") as f:
-            raw = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    # comm is in parentheses and may itself contain spaces and parentheses.
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) < _CHUNK:
+            return data
+        parts = [data]
+        while more := os.read(fd, _CHUNK):
+            parts.append(more)
+        return b"".join(parts)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def parse_stat(pid: int, raw: bytes) -> ProcStat | None:
+    """Parse the text of `/proc/<pid>/stat`; comm may contain spaces and parentheses."""
     left = raw.find(b"(")
     right = raw.rfind(b")")
     if left < 0 or right < 0:
         return None
-    comm = raw[left + 1 : right].decode(errors="replace")
     fields = raw[right + 2 :].split()
     try:
         return ProcStat(
             pid=pid,
-            comm=comm,
+            comm=raw[left + 1 : right].decode(errors="replace"),
             state=fields[0].decode(),
             ppid=int(fields[1]),
             pgid=int(fields[2]),
@@ -74,27 +93,37 @@ def read_stat(pid: int) -> ProcStat | None:
         return None
 
 
-def read_environ(pid: int) -> list[bytes] | None:
-    """The environment a process was started with; None when unreadable (gone, other user)."""
-    try:
-        with open(f"{PROC}/{pid}/environ", "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return None
+def read_stat(pid: int) -> ProcStat | None:
+    """Parse `/proc/<pid>/stat`; None when the process is gone or unreadable."""
+    raw = _read(f"{PROC}/{pid}/stat")
+    return None if raw is None else parse_stat(pid, raw)
 
 
-def env_value(environ: list[bytes] | None, prefix: bytes) -> str | None:
+def read_environ(pid: int) -> bytes | None:
+    """The raw (NUL-separated) environment a process was started with; None when unreadable
+    (gone, or another user's)."""
+    return _read(f"{PROC}/{pid}/environ")
+
+
+def env_tag(environ: bytes | None, tag: bytes) -> str | None:
+    """The value of `tag` (b"NAME=") in a raw environment; only whole variables match."""
     if not environ:
         return None
-    for item in environ:
-        if item.startswith(prefix):
-            return item[len(prefix) :].decode(errors="replace")
-    return None
+    at = 0
+    while True:
+        i = environ.find(tag, at)
+        if i < 0:
+            return None
+        if i == 0 or environ[i - 1] == 0:
+            end = environ.find(b"\0", i)
+            value = environ[i + len(tag) : end if end >= 0 else len(environ)]
+            return value.decode(errors="replace")
+        at = i + 1
 
 
 def read_run_id(pid: int) -> str | None:
     """The `OCRTRAIN_RUN_ID` a process carries, if any (readable only for own/root)."""
-    return env_value(read_environ(pid), _RUN_ID_PREFIX)
+    return env_tag(read_environ(pid), _RUN_TAG)
 
 
 def read_cmdline(pid: int) -> list[str]:
@@ -108,7 +137,7 @@ def read_cmdline(pid: int) -> list[str]:
 
 
 def read_uid(pid: int) -> int | None:
-    """Real uid of a process (from /proc/<pid>/status)."""
+    """Owner of `/proc/<pid>`: the effective uid (root for non-dumpable processes)."""
     try:
         return os.stat(f"{PROC}/{pid}").st_uid
     except OSError:
@@ -153,14 +182,25 @@ class Tagged:
 
 
 def scan(with_env: bool = True) -> dict[int, Tagged]:
-    """One pass over the process table; processes that vanish mid-scan are skipped."""
+    """One pass over the process table; processes that vanish mid-scan are skipped.
+
+    Cheap enough for `ocrtrain ps` over thousands of processes: each file is read with one
+    system call, and an environment is searched for the ocrtrain tags as raw bytes (most
+    processes carry none, so one `find` settles it).
+    """
     out: dict[int, Tagged] = {}
     for pid in iter_pids():
-        st = read_stat(pid)
+        raw = _read(f"{PROC}/{pid}/stat")
+        st = None if raw is None else parse_stat(pid, raw)
         if st is None:
             continue
-        env = read_environ(pid) if with_env else None
-        out[pid] = Tagged(st, env_value(env, _RUN_ID_PREFIX), env_value(env, _WATCHDOG_PREFIX))
+        run_id = watchdog_for = None
+        if with_env:
+            env = _read(f"{PROC}/{pid}/environ")
+            if env and _COMMON in env:
+                run_id = env_tag(env, _RUN_TAG)
+                watchdog_for = env_tag(env, _WATCHDOG_TAG)
+        out[pid] = Tagged(st, run_id, watchdog_for)
     return out
 
 
