@@ -265,3 +265,36 @@ def test_detached_run_survives_its_launcher_and_stops(tmp_path: Path) -> None:
     assert stop.returncode == 0, stop.stderr
     assert "stopped" in stop.stdout
     assert_gone_within(all_workload_pids(info), BOUND_S, "the stopped run")
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()[0].decode()
+
+
+def test_ctrl_z_stops_the_run_and_fg_continues_it(tmp_path: Path) -> None:
+    ready = tmp_path / "ready.json"
+    pid, master = pty.fork()
+    if pid == 0:
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "ocrtrain", "run", "--", *workload_cmd(ready, "--workers", "1")],
+        )
+    try:
+        info = read_ready(ready)
+        os.write(master, b"\x1a")  # Ctrl+Z
+        wait_until(lambda: _state(pid) == "T", what="the supervisor to stop")
+        wait_until(lambda: _state(info["main"]) == "T", what="the child to stop")
+        os.killpg(pid, signal.SIGCONT)  # what the shell's `fg` does
+        wait_until(lambda: _state(info["main"]) != "T", what="the child to continue")
+        os.write(master, b"\x03")
+        assert_gone_within(all_workload_pids(info), 5.0, "the run after Ctrl+C")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 130
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(master)

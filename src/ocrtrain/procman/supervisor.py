@@ -468,7 +468,9 @@ class Supervisor:
             self._copy_winsize()  # the kernel sends SIGWINCH to the child's foreground group
             return
         if sig == signal.SIGTSTP:
-            self._signal_child_group(signal.SIGTSTP)
+            # The child's group is orphaned (its own session): the kernel would discard a
+            # SIGTSTP, so stop it with SIGSTOP; SIGCONT (fg) continues both.
+            self._signal_child_group(signal.SIGSTOP)
             os.kill(os.getpid(), signal.SIGSTOP)
             return
         if sig == signal.SIGCONT:
