@@ -38,7 +38,7 @@ def score(model: object, dataset: SynthLines) -> tuple[TextScore, float]:
     t0 = time.perf_counter()
     with torch.inference_mode():
         for b in loader:
-            s.update(model.decode(model(b["images"]), b["widths"]), b["texts"])  # type: ignore[attr-defined]
+            s.update(model.decode(model(b["images"], b["widths"]), b["widths"]), b["texts"])  # type: ignore[attr-defined]
     return s, len(dataset) / (time.perf_counter() - t0)
 
 

@@ -33,7 +33,7 @@ def evaluate_folder(
     score = TextScore()
     with torch.inference_mode():
         for b in loader:
-            score.update(model.decode(model(b["images"]), b["widths"]), b["texts"])
+            score.update(model.decode(model(b["images"], b["widths"]), b["widths"]), b["texts"])
     return {
         "cer": score.cer,
         "line_acc": score.line_acc,

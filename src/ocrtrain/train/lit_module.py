@@ -57,8 +57,8 @@ class OCRLitModule(L.LightningModule):
         self.ctc = nn.CTCLoss(blank=Charset.blank, zero_infinity=True)
         self.scores: dict[str, TextScore] = {}
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+    def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(images, widths)
 
     def decode(self, logits: torch.Tensor, widths: torch.Tensor) -> list[str]:
         """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width."""
@@ -75,13 +75,13 @@ class OCRLitModule(L.LightningModule):
         return self.ctc(log_probs, batch["targets"], lengths, batch["target_lengths"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["images"])
+        logits = self(batch["images"], batch["widths"])
         loss = self._loss(logits, batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["texts"]))
         return loss
 
     def _eval_step(self, split: str, batch: dict[str, Any]) -> None:
-        logits = self(batch["images"])
+        logits = self(batch["images"], batch["widths"])
         loss = self._loss(logits, batch)
         self.log(f"{split}/loss", loss, batch_size=len(batch["texts"]))
         self.scores.setdefault(split, TextScore()).update(
@@ -106,7 +106,7 @@ class OCRLitModule(L.LightningModule):
         self._eval_end("test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[str]:
-        return self.decode(self(batch["images"]), batch["widths"])
+        return self.decode(self(batch["images"], batch["widths"]), batch["widths"])
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

@@ -32,5 +32,5 @@ def predict_images(
                 with Image.open(p) as im:
                     batch.append((to_tensor(im, height, 2000, width_scale), "", []))
             b = collate(batch)
-            texts.extend(model.decode(model(b["images"]), b["widths"]))
+            texts.extend(model.decode(model(b["images"], b["widths"]), b["widths"]))
     return texts

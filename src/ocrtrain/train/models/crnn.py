@@ -59,12 +59,23 @@ class CRNN(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden, num_classes)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (T, B, C); with `widths`, the BiLSTM skips each line's right padding.
+
+        Without packing, the backward direction would start in the padding, so a model trained
+        on length-bucketed (little-padded) batches would fail on mixed-length batches.
+        """
         f = self.cnn(images)  # B, C, H', W/4
         b, c, h, w = f.shape
         f = f.permute(3, 0, 1, 2).reshape(w, b, c * h)
         f = torch.relu(self.proj(f))
-        f, _ = self.rnn(f)
+        if widths is None:
+            f, _ = self.rnn(f)
+        else:
+            lengths = self.output_lengths(widths.cpu()).clamp(1, w)
+            packed = nn.utils.rnn.pack_padded_sequence(f, lengths, enforce_sorted=False)
+            out, _ = self.rnn(packed)
+            f, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=w)
         return self.head(self.drop(f))
 
     @classmethod
