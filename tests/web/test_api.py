@@ -4,8 +4,10 @@ trainer (tests/web/fixtures)."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from web_helpers import FAKE_CONFIGS, UIServer, lines_of, pid_alive, read_sse, run_pids, wait_for
+
+from ocrtrain.procman.api import request_stop
+from ocrtrain.procman.journal import Journal
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -330,3 +335,24 @@ def test_cli_usage_errors() -> None:
     )
     assert r.returncode == 0 and "--token" in r.stdout
     assert FAKE_CONFIGS.is_dir()
+
+
+def test_sigterm_with_open_log_stream(make_server: Callable[..., UIServer]) -> None:
+    """Ctrl+C on `ocrtrain ui` returns promptly even while a browser follows a log, and the run
+    goes on (it can then be stopped without any UI)."""
+    server = make_server()
+    with server.client() as c:
+        run_id = launch(c, LONG)
+        wait_state(c, run_id, {"running"})
+        with c.stream("GET", f"/api/runs/{run_id}/logs") as resp:
+            read_sse(resp, lambda ev: len(lines_of(ev)) >= 3)
+            started = time.monotonic()
+            assert server.proc is not None
+            server.proc.send_signal(signal.SIGTERM)
+            server.proc.wait(timeout=15)
+            assert time.monotonic() - started < 10
+    assert run_pids(run_id), "stopping the UI must not stop the run"
+    with Journal() as journal:
+        request_stop(journal, journal.resolve(run_id), source="test")
+        wait_for(lambda: journal.resolve(run_id).state == "stopped", 30, "the run to stop")
+    wait_for(lambda: not run_pids(run_id), 20, "the run's processes to end")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,11 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     pg = context.new_page()
     pg.set_default_timeout(30_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
     yield pg
     context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def real_trainer_ready() -> bool:
@@ -125,6 +130,8 @@ def test_build_launch_watch_stop(
     assert "live" in page.inner_text("#log-status")
     assert len(run_pids(run_id)) >= 2
     page.wait_for_selector("#run-procs tbody tr")
+    page.wait_for_function("parseInt(document.querySelector('#metrics-status').textContent) > 0")
+    page.select_option("#metrics-x", "epoch")  # the charts redraw per epoch
 
     page.click("#btn-stop")
     # The countdown shows while the trainer saves and exits (which may be quicker than a poll).
@@ -169,6 +176,43 @@ def test_sigkill_ui_then_stop_from_new_page(
         page2.close()
     wait_for(lambda: not run_pids(run_id), 30, f"every process of run {run_id} to end")
     assert not any(pid_alive(p) for p in pids)
+
+
+def test_orphan_highlighted_and_cleaned_up_after_dry_run(
+    make_server: Callable[..., UIServer], page: Any
+) -> None:
+    """A process tagged with a run that has no supervisor is an orphan: the page highlights
+    it, shows the cleanup plan first, and ends it only on the second click. The cleanup is
+    scoped to that run, so the test never touches other processes on the machine."""
+    orphan_run = "20991231-235959-0bad00"
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time\nwhile True: time.sleep(0.2)"],
+        env=dict(os.environ, OCRTRAIN_RUN_ID=orphan_run),
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        server = make_server()
+        page.goto(server.url + "/#/processes")
+        block = f'.ps-run[data-run="{orphan_run}"]'
+        page.wait_for_selector(f"{block} tr.orphan")
+        page.wait_for_selector("#orphan-badge:not(.hidden)")
+        page.click(f"{block} button.run-cleanup")
+        page.wait_for_selector("#cleanup-box:not(.hidden)")
+        plan = page.inner_text("#cleanup-plan")
+        assert f'"pid": {orphan.pid}' in plan, plan
+        assert orphan.poll() is None, "a dry run must not signal anything"
+        page.click("#btn-cleanup-go")
+        page.wait_for_function(
+            "document.querySelector('#cleanup-box h3').textContent === 'Cleanup report'"
+        )
+        orphan.wait(timeout=30)
+        page.wait_for_selector(block, state="detached")
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+    assert not run_pids(orphan_run)
 
 
 @pytest.mark.skipif(os.environ.get("OCRTRAIN_SCREENSHOTS") != "1", reason="OCRTRAIN_SCREENSHOTS=1")

@@ -73,5 +73,13 @@ def run_ui(args: argparse.Namespace) -> int:
         print(f"ocrtrain UI: {url}?token={token}", flush=True)
     else:
         print(f"ocrtrain UI: {url}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    # Open log streams must not hold a Ctrl+C'd server: runs do not depend on it anyway.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
     return 0

@@ -13,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 import ocrtrain
+from ocrtrain.procman.errors import UsageError
 from ocrtrain.procman.journal import ACTIVE_STATES, RunState
 from ocrtrain.web.app import get_ctx
 from ocrtrain.web.monitor_bridge import MonitorUnavailable
@@ -67,6 +68,8 @@ def cleanup(request: Request, body: CleanupRequest | None = None) -> dict[str, A
         )
     except MonitorUnavailable as exc:
         raise HTTPException(503, str(exc)) from None
+    except UsageError as exc:  # an unknown run, say
+        raise HTTPException(422, str(exc)) from None
     if not body.dry_run:
         log.warning("cleanup executed from the web UI: ok=%s", out.get("ok"))
     return out

@@ -71,7 +71,8 @@ function fmtTime(ts, withDate = false) {
   if (!ts) return "–";
   const d = new Date(ts * 1000);
   const t = d.toLocaleTimeString([], { hour12: false });
-  return withDate ? `${d.toISOString().slice(0, 10)} ${t}` : t;
+  const day = `${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+  return withDate ? `${day} ${t}` : t;
 }
 // Same rules as Python's shlex.quote: the preview is copyable into a POSIX shell.
 function shQuote(s) {
@@ -136,12 +137,14 @@ async function refreshGauges() {
     setGauge($("#g-mem"), memFrac, `${fmtBytes(h.mem_used)} / ${fmtBytes(h.mem_total)}`);
     const gpus = $("#g-gpus");
     gpus.replaceChildren(...(h.gpus || []).map((g, i) => {
-      const node = el("div", { class: "gauge" }, el("span", { class: "gl", text: `GPU${g.index ?? i}` }),
+      // Bar: GPU memory in use; text: utilisation and memory (monitor's gpu.to_dict keys).
+      const node = el("div", { class: "gauge", title: g.name || "" },
+        el("span", { class: "gl", text: `GPU${g.index ?? i}` }),
         el("span", { class: "gb" }, el("i")), el("span", { class: "gv" }));
-      const used = g.mem_used ?? g.memory_used ?? null;
-      const total = g.mem_total ?? g.memory_total ?? null;
-      setGauge(node, total ? used / total : (g.util_percent || 0) / 100,
-        `${fmtPct(g.util_percent ?? g.gpu_util ?? null)} ${used !== null ? fmtBytes(used) : ""}`);
+      const used = g.mem_used ?? null;
+      const total = g.mem_total ?? null;
+      setGauge(node, total ? used / total : (g.util || 0) / 100,
+        `${fmtPct(g.util ?? null)} · ${fmtBytes(used)} / ${fmtBytes(total)}`);
       return node;
     }));
     const badge = $("#orphan-badge");
@@ -516,20 +519,29 @@ async function refreshMetrics() {
   }
   runView.metricsOffset = d.offset;
   $("#metrics-status").textContent = d.path ? `${runView.metrics.length} records` : "no metrics yet";
-  const pts = runView.metrics;
-  drawChart($("#chart-loss"), "loss", seriesOf(pts, (k) => /(^|\/)loss$/.test(k)));
-  drawChart($("#chart-cer"), "CER", seriesOf(pts, (k) => /(^|\/)cer$/.test(k)));
+  drawCharts();
 }
 
-function seriesOf(points, match) {
+function drawCharts() {
+  const pts = runView.metrics;
+  const xKey = $("#metrics-x").value;
+  drawChart($("#chart-loss"), "loss", seriesOf(pts, xKey, (k) => /(^|\/)loss$/.test(k)), xKey);
+  drawChart($("#chart-cer"), "CER", seriesOf(pts, xKey, (k) => /(^|\/)cer$/.test(k)), xKey);
+}
+$("#metrics-x").addEventListener("change", drawCharts);
+
+// Per epoch, a series holds the epoch's last value (train) or its one value (val, test).
+function seriesOf(points, xKey, match) {
   const series = new Map();
   for (const p of points) {
-    const x = p.step ?? p.epoch;
+    const x = p[xKey];
     if (x === undefined || x === null) continue;
     for (const [k, v] of Object.entries(p)) {
       if (!match(k) || typeof v !== "number" || !isFinite(v)) continue;
       if (!series.has(k)) series.set(k, []);
-      series.get(k).push([x, v]);
+      const arr = series.get(k);
+      if (xKey === "epoch" && arr.length && arr[arr.length - 1][0] === x) arr[arr.length - 1] = [x, v];
+      else arr.push([x, v]);
     }
   }
   return series;
@@ -538,7 +550,7 @@ function seriesOf(points, match) {
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
 function niceNum(v) { return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2); }
 
-function drawChart(canvas, title, series) {
+function drawChart(canvas, title, series, xLabel) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth || 400;
   const h = canvas.clientHeight || 170;
@@ -571,7 +583,7 @@ function drawChart(canvas, title, series) {
     const label = String(x);
     ctx.fillText(label, sx(x) - ctx.measureText(label).width / 2, h - 6);
   }
-  ctx.fillText("step", 2, h - 6);
+  ctx.fillText(xLabel, 2, h - 6);
   let li = 0;
   let lx = L + 40;
   for (const [name, pts] of series) {
@@ -637,10 +649,12 @@ async function refreshProcesses() {
     const table = el("table", { class: "procs" },
       el("thead", {}, el("tr", {}, ...["Process", "PID", "CPU", "RSS", "GPU mem", "Command"].map((t) => el("th", { text: t })))),
       el("tbody", {}, ...procRows(r.processes || [])));
-    return el("div", { class: "ps-run" },
+    const broken = (r.flags || []).length || (r.processes || []).some((p) => (p.flags || []).includes("orphan"));
+    return el("div", { class: "ps-run", "data-run": r.id },
       el("h3", {}, el("a", { href: `#/run/${r.id}`, text: r.name || r.id }), el("span", { class: "mono muted", text: r.id }),
         el("span", { class: `badge ${r.state || ""}`, text: r.state || "unknown" }), ...flags,
-        el("span", { class: "muted", text: `supervisor ${r.supervisor_pid ?? "–"} · ${(r.processes || []).length} processes` })),
+        el("span", { class: "muted", text: `supervisor ${r.supervisor_pid ?? "–"} · ${(r.processes || []).length} processes` }),
+        broken ? el("button", { class: "warn small run-cleanup", onclick: () => cleanupDryRun(r.id) }, "Clean up this run…") : null),
       table);
   });
   box.replaceChildren(...blocks);
@@ -648,20 +662,27 @@ async function refreshProcesses() {
   $("#ps-status").textContent = `${(snap.runs || []).length} run(s) · ${snap.orphans || 0} orphan(s) · ${fmtTime(snap.taken_at)}`;
 }
 
-$("#btn-cleanup").addEventListener("click", async () => {
-  const box = $("#cleanup-box");
+// Cleanup always shows the dry run first; `cleanupScope` is a run id, or null for all runs.
+let cleanupScope = null;
+async function cleanupDryRun(runId) {
+  cleanupScope = runId;
   $("#cleanup-msg").textContent = "";
+  $("#cleanup-box h3").textContent = runId ? `Cleanup of run ${runId} (dry run)` : "Cleanup of all orphans (dry run)";
   try {
-    const res = await api("/api/cleanup", { method: "POST", body: { dry_run: true } });
+    const res = await api("/api/cleanup", { method: "POST", body: { dry_run: true, run_id: runId } });
     $("#cleanup-plan").textContent = JSON.stringify(res.plan, null, 2);
-    box.classList.remove("hidden");
+    $("#btn-cleanup-go").disabled = false;
+    $("#cleanup-box").classList.remove("hidden");
   } catch (e) { toast(`cleanup unavailable: ${e.message}`, true); }
-});
+}
+$("#btn-cleanup").addEventListener("click", () => cleanupDryRun(null));
 $("#btn-cleanup-cancel").addEventListener("click", () => $("#cleanup-box").classList.add("hidden"));
 $("#btn-cleanup-go").addEventListener("click", async () => {
+  $("#btn-cleanup-go").disabled = true;
   try {
-    const res = await api("/api/cleanup", { method: "POST", body: { dry_run: false } });
+    const res = await api("/api/cleanup", { method: "POST", body: { dry_run: false, run_id: cleanupScope } });
     $("#cleanup-msg").textContent = res.ok ? "done" : "done, with problems (see the report)";
+    $("#cleanup-box h3").textContent = "Cleanup report";
     $("#cleanup-plan").textContent = JSON.stringify(res.report, null, 2);
     refreshProcesses();
   } catch (e) { toast(`cleanup failed: ${e.message}`, true); }
