@@ -202,6 +202,9 @@ def test_orphan_highlighted_and_cleaned_up_after_dry_run(
         plan = page.inner_text("#cleanup-plan")
         assert f'"pid": {orphan.pid}' in plan, plan
         assert orphan.poll() is None, "a dry run must not signal anything"
+        if os.environ.get("OCRTRAIN_SCREENSHOTS") == "1":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "orphan-cleanup.png"))
         page.click("#btn-cleanup-go")
         page.wait_for_function(
             "document.querySelector('#cleanup-box h3').textContent === 'Cleanup report'"

@@ -652,7 +652,7 @@ async function refreshProcesses() {
     const broken = (r.flags || []).length || (r.processes || []).some((p) => (p.flags || []).includes("orphan"));
     return el("div", { class: "ps-run", "data-run": r.id },
       el("h3", {}, el("a", { href: `#/run/${r.id}`, text: r.name || r.id }), el("span", { class: "mono muted", text: r.id }),
-        el("span", { class: `badge ${r.state || ""}`, text: r.state || "unknown" }), ...flags,
+        el("span", { class: `badge ${r.state || ""}`, text: r.state || "not in this journal" }), ...flags,
         el("span", { class: "muted", text: `supervisor ${r.supervisor_pid ?? "–"} · ${(r.processes || []).length} processes` }),
         broken ? el("button", { class: "warn small run-cleanup", onclick: () => cleanupDryRun(r.id) }, "Clean up this run…") : null),
       table);
