@@ -57,13 +57,21 @@ __all__ = [
 DETACH_START_TIMEOUT_S = 30.0
 
 
+def _live_sid(run: RunRecord) -> int | None:
+    """The run's session id while its leader (the main child) lives; after that the id may
+    belong to an unrelated new session, and the other tiers find the run's processes."""
+    if run.child_pid is None or run.child_start is None:
+        return None
+    return run.sid if procfs.is_alive(run.child_pid, run.child_start) else None
+
+
 def run_processes(run: RunRecord) -> dict[int, procfs.ProcStat]:
     """The live processes of a run (not its supervisor or watchdog)."""
     exclude = [p for p in (run.supervisor_pid, run.watchdog_pid) if p is not None]
     root = run.supervisor_pid if run.state in ACTIVE_STATES and supervisor_alive(run) else None
     return find_members(
         run.id,
-        sid=run.sid,
+        sid=_live_sid(run),
         cgroup=RunCgroup(Path(run.cgroup)) if run.cgroup else None,
         root_pid=root,
         exclude=exclude,
@@ -211,7 +219,7 @@ def request_stop(
     teardown = Teardown(
         run.id,
         grace=0.0 if force else (run.grace if grace is None else grace),
-        sid=run.sid,
+        sid=_live_sid(run),
         cgroup=RunCgroup(Path(run.cgroup)) if run.cgroup else None,
         exclude=exclude,
         on_event=record,

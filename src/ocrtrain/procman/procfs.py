@@ -167,6 +167,12 @@ def boot_time() -> float:
     return 0.0
 
 
+def now_ticks() -> int:
+    """Clock ticks since boot now, comparable with `ProcStat.start`."""
+    raw = _read(f"{PROC}/uptime")
+    return int(float(raw.split()[0]) * CLOCK_TICKS) + 1 if raw else 2**62
+
+
 def start_epoch(start_ticks: int, btime: float | None = None) -> float:
     """Convert a `ProcStat.start` to seconds since the epoch."""
     return (boot_time() if btime is None else btime) + start_ticks / CLOCK_TICKS

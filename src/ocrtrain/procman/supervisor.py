@@ -163,6 +163,7 @@ class Supervisor:
         self.child_pid: int | None = None
         self.child_start: int | None = None
         self.child_status: int | None = None
+        self.child_reaped_at: int | None = None  # clock ticks since boot
         self.cgroup: RunCgroup | None = None
         self.tiers: dict[str, Any] = {}
         self.stop: _StopRequest | None = None
@@ -572,6 +573,7 @@ class Supervisor:
             self.run_id,
             grace=grace,
             sid=self.child_pid,
+            sid_until=self.child_reaped_at,
             cgroup=self.cgroup,
             root_pid=os.getpid(),
             exclude=exclude,
@@ -596,6 +598,7 @@ class Supervisor:
                 return
             if pid == self.child_pid:
                 self.child_status = status
+                self.child_reaped_at = procfs.now_ticks()
                 if self._popen is not None:
                     self._popen.returncode = exit_status(status)[0]
                 code, sig = exit_status(status)
@@ -669,6 +672,7 @@ class Supervisor:
         members = find_members(
             self.run_id,
             sid=self.child_pid,
+            sid_until=self.child_reaped_at,
             cgroup=self.cgroup,
             root_pid=os.getpid(),
             exclude=[self.watchdog.pid] if self.watchdog else [],

@@ -37,6 +37,7 @@ def find_members(
     run_id: str | None,
     *,
     sid: int | None = None,
+    sid_until: int | None = None,
     cgroup: RunCgroup | None = None,
     root_pid: int | None = None,
     exclude: Iterable[int] = (),
@@ -47,6 +48,9 @@ def find_members(
     Args:
         run_id: the run's `OCRTRAIN_RUN_ID` value.
         sid: the session the run's main process leads.
+        sid_until: once the session leader is gone its pid (the sid) may be reused by a new,
+            unrelated session leader; pass the time (clock ticks since boot) the leader was
+            known to be gone, and only processes started before it count by session.
         cgroup: the run's cgroup, if it has one.
         root_pid: the supervisor: all its descendants belong to the run (it is a subreaper).
         exclude: pids that are never members (the supervisor, its watchdog, the caller).
@@ -63,7 +67,7 @@ def find_members(
             continue
         if (
             (run_id is not None and tagged.run_id == run_id)
-            or (sid is not None and st.sid == sid)
+            or (sid is not None and st.sid == sid and (sid_until is None or st.start <= sid_until))
             or pid in in_cgroup
         ):
             members[pid] = st
@@ -212,6 +216,7 @@ class Teardown:
         *,
         grace: float,
         sid: int | None = None,
+        sid_until: int | None = None,
         cgroup: RunCgroup | None = None,
         root_pid: int | None = None,
         exclude: Iterable[int] = (),
@@ -222,6 +227,7 @@ class Teardown:
         self.run_id = run_id
         self.grace = max(0.0, grace)
         self.sid = sid
+        self.sid_until = sid_until
         self.cgroup = cgroup
         self.root_pid = root_pid
         self.exclude = set(exclude)
@@ -256,6 +262,7 @@ class Teardown:
         return find_members(
             self.run_id,
             sid=self.sid,
+            sid_until=self.sid_until,
             cgroup=self.cgroup,
             root_pid=self.root_pid,
             exclude=self.exclude,
@@ -304,8 +311,8 @@ class Teardown:
         if members:
             for st in members.values():
                 log.warning(
-                    "run %s: pid %d (pgid %d, %s) still alive; sending SIGKILL",
-                    self.run_id,
+                    "%s: pid %d (pgid %d, %s) still alive; sending SIGKILL",
+                    f"run {self.run_id}" if self.run_id else "teardown",
                     st.pid,
                     st.pgid,
                     st.comm,

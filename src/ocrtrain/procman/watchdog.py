@@ -131,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     lost_at = time.time()
+    # The child dies of its parent-death signal only now: whatever leads session `child`
+    # from here on started before this moment or is not the run's.
+    lost_ticks = procfs.now_ticks()
     events: list[tuple[Any, dict[str, Any]]] = []
 
     def record(kind: Any, **fields: Any) -> None:
@@ -141,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run_id,
         grace=0.0,
         sid=child,
+        sid_until=lost_ticks,
         cgroup=cgroup,
         exclude=[os.getpid(), args.supervisor],
         on_event=record,
