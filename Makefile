@@ -52,8 +52,12 @@ unit: $(STAMP) fonts browser
 
 test: lint typecheck unit
 
+# Benchmarks print tables (see README, Performance); none of them is part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python bench/orphans.py
+	$(BIN)/python bench/ps_bench.py
+	$(BIN)/python bench/web_bench.py
+	$(BIN)/python bench/train_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

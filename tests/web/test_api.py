@@ -52,7 +52,12 @@ def test_health_page_docs(server: UIServer) -> None:
         assert page.status_code == 200 and "<title>ocrtrain</title>" in page.text
         assert "ocrtrain_csrf" in page.cookies
         assert c.get("/static/app.js").status_code == 200
-        assert c.get("/docs").status_code == 200
+        docs = c.get("/docs")
+        assert docs.status_code == 200
+        assert "cdn" not in docs.text.lower()  # works without internet
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            assert f"/static/swagger/{asset}" in docs.text
+            assert c.get(f"/static/swagger/{asset}").status_code == 200
         paths = c.get("/openapi.json").json()["paths"]
         for p in ("/api/health", "/api/runs", "/api/runs/{run_id}", "/api/runs/{run_id}/stop"):
             assert p in paths

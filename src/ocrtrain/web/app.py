@@ -123,6 +123,23 @@ def get_ctx(request: Request) -> WebContext:
     return ctx
 
 
+def _add_offline_docs(app: FastAPI) -> None:
+    """OpenAPI docs at /docs with Swagger UI's assets vendored in static/swagger (FastAPI's
+    default loads them from a CDN, which a machine without internet cannot reach)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="ocrtrain API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the FastAPI app (API under /api, docs at /docs, page at /, metrics at /metrics)."""
     from fastapi.staticfiles import StaticFiles
@@ -136,12 +153,14 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         title="ocrtrain",
         version=getattr(ocrtrain, "__version__", "0.1.0"),
         description="Launch, watch and stop supervised OCR training runs.",
+        docs_url=None,  # served below from local assets: the UI must work offline
     )
     app.state.ctx = ctx
     app.include_router(system.router)
     app.include_router(runs.router)
     app.include_router(config_routes.router)
     app.include_router(pages.router)
+    _add_offline_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
         SecurityMiddleware, token=settings.token, loopback=is_loopback(settings.host)
