@@ -363,8 +363,30 @@ class Supervisor:
         self._install_signals()
         try:
             return self._run()
+        except SpawnError:
+            raise
+        except BaseException as exc:
+            # A bug or a broken journal must not leave the run behind: the watchdog will be
+            # told "done" by the cleanup, so end every process of the run here first.
+            self._emergency_teardown(exc)
+            raise
         finally:
             self._cleanup()
+
+    def _emergency_teardown(self, exc: BaseException) -> None:
+        log.error("run %s: supervisor error %r; killing the run", self.run_id, exc)
+        with contextlib.suppress(Exception):
+            self._make_teardown(grace=0.0).run()
+            self._reap()
+        with contextlib.suppress(Exception):
+            self.journal.transition(
+                self.run_id,
+                RunState.FAILED,
+                EventKind.FINISHED,
+                only_from=ACTIVE_STATES,
+                detail={"state": "failed", "reason": f"supervisor error: {exc!r}"},
+                reason=f"supervisor error: {exc!r}",
+            )
 
     def _run(self) -> int:
         self._setup_tiers()
