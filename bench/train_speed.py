@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             f"SIGKILL of an unsupervised trainer: {killed} workers, all gone after "
             f"{gone_s * 1000:.0f} ms (parent-death signal)"
         )
-        print(f"inference: {infer:.0f} lines/s on CPU ({Path(ckpt).parent.parent.name} model)")
+        print(f"inference: {infer:.0f} lines/s on CPU, batch 32 ({ckpt})")
         print(
             json.dumps(
                 {

@@ -199,14 +199,15 @@ def test_predict_and_eval_bad_input(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, other)
     bad_img = tmp_path / "bad.png"
     bad_img.write_bytes(b"\x89PNG broken")
+    good = tmp_path / "data"
+    subprocess.run([*cli, "data", "synth", "--out", str(good), "--n", "2"], check=True)
     cases = [
         ([*cli, "predict", "--ckpt", str(other), str(bad_img)], "unreadable image"),
         ([*cli, "eval", "--ckpt", str(other), "--data", str(tmp_path / "none")], "not found"),
-        ([*cli, "eval", "--ckpt", str(tmp_path / "x.ckpt"), "--data", str(tmp_path)], "not found"),
+        ([*cli, "eval", "--ckpt", str(tmp_path / "x.ckpt"), "--data", str(good)], "not found"),
+        ([*cli, "eval", "--ckpt", str(other), "--data", str(good)], "not a checkpoint"),
+        ([*cli, "data", "synth", "--out", str(good), "--n", "2"], "not empty"),
     ]
-    good = tmp_path / "data"
-    subprocess.run([*cli, "data", "synth", "--out", str(good), "--n", "2"], check=True)
-    cases.append(([*cli, "eval", "--ckpt", str(other), "--data", str(good)], "not a checkpoint"))
     for cmd, message in cases:
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         assert res.returncode == 2, res.stderr

@@ -14,11 +14,12 @@ def evaluate_folder(
     from torch.utils.data import DataLoader
 
     from ocrtrain.train.data.datamodule import loader_kwargs
-    from ocrtrain.train.data.folder import LabelFolder
+    from ocrtrain.train.data.folder import LabelFolder, read_labels
     from ocrtrain.train.data.transforms import collate
     from ocrtrain.train.inference import load_model
     from ocrtrain.train.metrics import TextScore
 
+    read_labels(data)  # a missing or malformed folder is reported before the model is loaded
     model = load_model(ckpt)
     hp = model.hparams
     dataset = LabelFolder(

@@ -32,6 +32,10 @@ class Degrade:
     jpeg_q_min: int = 25
     contrast_min: float = 0.55
     gradient_p: float = 0.4
+    # Glyph-shape variation, so unseen fonts look less foreign: horizontal stretch and
+    # thicker strokes (thermal printers bleed).
+    stretch_max: float = 0.0
+    stroke_p: float = 0.0
 
 
 def render_line(text: str, font_spec: str, rng: random.Random) -> Image.Image:
@@ -51,6 +55,11 @@ def render_line(text: str, font_spec: str, rng: random.Random) -> Image.Image:
 
 def degrade(img: Image.Image, rng: random.Random, d: Degrade) -> Image.Image:
     """Apply the receipt degradations of `d` to a grayscale line image."""
+    if d.stroke_p > 0 and rng.random() < d.stroke_p:
+        img = img.filter(ImageFilter.MinFilter(3))  # ink is dark: bolder strokes, as ink bleeds
+    if d.stretch_max > 0:
+        factor = 2.0 ** rng.uniform(-d.stretch_max, d.stretch_max)
+        img = img.resize((max(1, round(img.width * factor)), img.height), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.float32)
     if rng.random() < d.gradient_p:  # uneven lighting / thermal paper fading across the line
         a, b = rng.uniform(d.contrast_min, 1.0), rng.uniform(d.contrast_min, 1.0)
