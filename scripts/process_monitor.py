@@ -23,8 +23,9 @@ try:
 except ImportError:  # a plain checkout: use its sources
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from ocrtrain.cli import report_errors
 from ocrtrain.monitor import cli
-from ocrtrain.procman.errors import OcrtrainError, UsageError
+from ocrtrain.procman.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def handle() -> int:
         if args.cleanup:
             if args.watch is not None:
                 raise UsageError("--watch only applies to --list")
@@ -61,16 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(getattr(args, k) for k in cleanup_only):
             raise UsageError("--dry-run, --yes, --force, --run, --all, --stale apply to --cleanup")
         return cli.cmd_ps(args)
-    except UsageError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        return 2
-    except OcrtrainError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"HINT: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+
+    return report_errors(handle)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ocrtrain.procman.errors import OcrtrainError, UsageError
 
@@ -41,13 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+def report_errors(handler: Callable[[], int]) -> int:
+    """Run a CLI handler, turning ocrtrain errors into one `ERROR:` line (and a `HINT:`)."""
     try:
-        return int(args.func(args))
+        return int(handler())
     except UsageError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
@@ -58,3 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    return report_errors(lambda: args.func(args))
