@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,30 @@ def test_sigkill_during_a_checkpoint_save_leaves_a_loadable_last(start_train, tm
     p.assert_no_survivors()
     ckpt = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] >= 1 and "state_dict" in ckpt
+
+
+def test_a_second_sigterm_stops_at_once_even_mid_save(start_train, tmp_path: Path):
+    outputs = tmp_path / "outputs"
+    run = [
+        *RUN,
+        "experiment_name=twice",
+        "callbacks.checkpoint.every_n_train_steps=1000",
+        "callbacks.checkpoint.test_delay_s=30",
+    ]
+    p = start_train(run, outputs)
+    trainer = _trainer_pid(p)
+    ckpts = _ckpt_dir(outputs, "twice")
+    metrics = lambda: next(outputs.glob("twice/runs/*/metrics.jsonl"), None)  # noqa: E731
+    wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=120)
+    os.kill(trainer, signal.SIGTERM)  # first: finish the batch, start saving (a 30 s save)
+    wait_until(lambda: list(ckpts.glob("last.ckpt.tmp-*")), timeout=60, what="the save")
+    t0 = time.monotonic()
+    os.kill(trainer, signal.SIGTERM)  # second: exit at once
+    rc, out = p.wait(timeout=60)
+    assert time.monotonic() - t0 < 10, out
+    assert rc == 143, out
+    p.assert_no_survivors()
+    assert not (ckpts / "last.ckpt").exists()  # the torn save never became last.ckpt
 
 
 def test_sigusr1_saves_a_checkpoint_and_training_goes_on(start_train, tmp_path: Path):

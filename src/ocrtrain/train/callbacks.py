@@ -44,7 +44,12 @@ class AtomicModelCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.test_delay_s)
+        # One IO for the whole trainer: the last and best callbacks share it (and the test knob).
+        io = trainer.strategy.checkpoint_io
+        if isinstance(io, AtomicCheckpointIO):
+            io.test_delay_s = max(io.test_delay_s, self.test_delay_s)
+        else:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.test_delay_s)
         if self.dirpath:
             remove_stale_temps(self.dirpath)
 
