@@ -237,3 +237,40 @@ def test_predict_and_eval_bad_input(tmp_path: Path) -> None:
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         assert res.returncode == 2, res.stderr
         assert len(_errors(res.stderr)) == 1 and message in res.stderr, res.stderr
+
+
+def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from helpers import alive
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    cmd = [
+        sys.executable,
+        str(REPO / "runners" / "train.py"),
+        *RUN,
+        "trainer.max_epochs=1",
+        f"paths.outputs_root={tmp_path}",
+        "test_after_fit=false",
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen: set[int] = {proc.pid}
+    out = b""
+    while True:
+        seen.update(descendants(proc.pid))
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, out.decode(errors="replace")
+    wait_until(lambda: not alive(seen), timeout=10, what="no process left")
+    assert b"it/s" in out and b"train epoch" not in out

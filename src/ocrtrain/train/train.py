@@ -70,6 +70,18 @@ def build(spec: Any, **kwargs: Any) -> Any:
         raise ConfigError(" ".join(str(exc).split())) from exc
 
 
+def _use_bar(mode: str) -> bool:
+    """A progress bar for a terminal that has a width (a 0-column pty would show nothing)."""
+    if mode in ("bar", "plain"):
+        return mode == "bar"
+    if not sys.stdout.isatty():
+        return False
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns > 0
+    except OSError:
+        return False
+
+
 def train(cfg: Any) -> TrainResult:
     """Fit (and test) the model described by the resolved config `cfg`."""
     import lightning as L
@@ -91,7 +103,7 @@ def train(cfg: Any) -> TrainResult:
         check_compatible(read_checkpoint(ckpt_path), dict(model.hparams), ckpt_path)
         log.warning("resuming from %s", ckpt_path)
 
-    bar = cfg.progress == "bar" or (cfg.progress == "auto" and sys.stdout.isatty())
+    bar = _use_bar(str(cfg.progress))
     callbacks: list[Any] = []
     for name, spec in cfg.callbacks.items():
         if not spec or "_target_" not in spec:
