@@ -100,21 +100,25 @@ def test_ctrl_c_in_a_terminal(tmp_path: Path, tiers: str) -> None:
         os.execv(sys.executable, argv)
     try:
         info = read_ready(ready)
+        output = b""
+
+        os.set_blocking(master, False)
+
+        def shown() -> bool:
+            nonlocal output
+            try:
+                output += os.read(master, 4096)
+            except BlockingIOError:
+                pass
+            return b"workload ready" in output
+
+        # A terminal shows output as it comes: the child's output reached it through the pty.
+        wait_until(shown, timeout=10, what="the child's output on the terminal")
         os.write(master, b"\x03")  # the line discipline sends SIGINT to the foreground group
         assert_gone_within(all_workload_pids(info), 5.0, "the run after Ctrl+C")
         _, status = os.waitpid(pid, 0)
-        output = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
         assert os.waitstatus_to_exitcode(status) == 130, output
         assert signals_file.read_text().split() == ["SIGINT"], output
-        assert b"workload ready" in output  # the child's output reached the terminal (pty)
     finally:
         try:
             os.kill(pid, signal.SIGKILL)

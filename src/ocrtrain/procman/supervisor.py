@@ -199,7 +199,10 @@ class Supervisor:
     # -- setup ----------------------------------------------------------------------------
 
     def _install_signals(self) -> None:
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # os.pipe() fds are close-on-exec (PEP 446); pipe2 would be Linux-only.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for sig in HANDLED:
             self._old_handlers[sig] = signal.signal(sig, _noop_handler)
@@ -265,8 +268,8 @@ class Supervisor:
                 stdin = slave
             stdout = stderr = slave
         else:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            out_r, out_w = os.pipe()  # close-on-exec; Popen dup2()s the write ends
+            err_r, err_w = os.pipe()
             stdout, stderr = out_w, err_w
             if self.stdin_fd is None:
                 stdin = subprocess.DEVNULL

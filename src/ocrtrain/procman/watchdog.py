@@ -45,7 +45,7 @@ class WatchdogLink:
     @classmethod
     def launch(cls, home: Path, run_id: str, cgroup: RunCgroup | None) -> WatchdogLink:
         """Start a watchdog for `run_id` in its own session."""
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        read_end, write_end = os.pipe()  # close-on-exec: the run never inherits them
         env = {k: v for k, v in os.environ.items() if k not in (RUN_ID_ENV, RUN_DIR_ENV)}
         env[procfs.WATCHDOG_ENV] = run_id
         argv = [
