@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.hydra_checks import one_line, type_mismatch
 from ocrtrain.train.errors import ConfigError
 
 CONFIG_NAME = "train"
@@ -51,43 +52,11 @@ def register_resolvers() -> None:
     )
 
 
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out.update(_leaves(v, f"{prefix}{k}."))
-    else:
-        out[prefix[:-1]] = node
-    return out
-
-
-def _type_ok(old: Any, new: Any) -> bool:
-    if isinstance(old, bool):
-        return isinstance(new, bool)
-    if isinstance(old, int):
-        return isinstance(new, int) and not isinstance(new, bool)
-    if isinstance(old, float):
-        return isinstance(new, int | float) and not isinstance(new, bool)
-    return True
-
-
 def _check_types(base: Any, cfg: Any, overrides: Sequence[str]) -> None:
     """Each overridden key keeps the type of its default (int, float, bool)."""
-    from omegaconf import OmegaConf
-
-    old = _leaves(OmegaConf.to_container(base, resolve=False))
-    new = _leaves(OmegaConf.to_container(cfg, resolve=False))
-    for ov in overrides:
-        key = ov.split("=", 1)[0].lstrip("+~")
-        if key in GROUPS or key not in old or key not in new:
-            continue
-        before, after = old[key], new[key]
-        if before is None or after is None or (isinstance(after, str) and "${" in after):
-            continue
-        if not _type_ok(before, after):
-            raise ConfigError(
-                f"{key}: expected {type(before).__name__}, got {after!r} ({type(after).__name__})"
-            )
+    problem = type_mismatch(base, cfg, overrides, GROUPS)
+    if problem:
+        raise ConfigError(problem)
 
 
 def compose(overrides: Sequence[str] = ()) -> Any:
@@ -110,17 +79,7 @@ def compose(overrides: Sequence[str] = ()) -> Any:
         _check_types(base, cfg, overrides)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(_one_line(exc)) from exc
+        raise ConfigError(one_line(exc)) from exc
     finally:
         GlobalHydra.instance().clear()
     return cfg
-
-
-def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip()
-    cause = exc.__cause__
-    if cause is not None and str(cause).strip() and str(cause).strip() not in msg:
-        msg = f"{msg}: {str(cause).strip()}"
-    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not ln.startswith(("object_type=", "Traceback", "See "))]
-    return " ".join(keep or lines)[:500]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.hydra_checks import one_line, type_mismatch
+
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "train"
@@ -91,16 +93,6 @@ def command_text(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
-def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip()
-    cause = exc.__cause__
-    if cause is not None and str(cause).strip() and str(cause).strip() not in msg:
-        msg = f"{msg}: {str(cause).strip()}"
-    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not ln.startswith(("object_type=", "Traceback", "See "))]
-    return " ".join(keep or lines)[:500] or type(exc).__name__
-
-
 def _register_resolvers() -> None:
     """The trainer's custom resolvers (`${ocr.cpus:}`), when the trainer package is present."""
     try:
@@ -108,26 +100,6 @@ def _register_resolvers() -> None:
     except ImportError:
         return
     register_resolvers()
-
-
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out.update(_leaves(v, f"{prefix}{k}."))
-    else:
-        out[prefix[:-1]] = node
-    return out
-
-
-def _type_ok(old: Any, new: Any) -> bool:
-    if isinstance(old, bool):
-        return isinstance(new, bool)
-    if isinstance(old, int):
-        return isinstance(new, int) and not isinstance(new, bool)
-    if isinstance(old, float):
-        return isinstance(new, int | float) and not isinstance(new, bool)
-    return True
 
 
 class ConfigTree:
@@ -183,7 +155,7 @@ class ConfigTree:
                 OmegaConf.resolve(cfg)
                 data = OmegaConf.to_container(cfg, resolve=False)
             except (HydraException, OmegaConfBaseException) as exc:
-                raise OverrideError(_one_line(exc)) from exc
+                raise OverrideError(one_line(exc)) from exc
         if not isinstance(data, dict):  # pragma: no cover - train.yaml is a mapping
             raise OverrideError("the composed config is not a mapping")
         return Composed(ovs, {str(k): v for k, v in data.items()})
@@ -191,22 +163,9 @@ class ConfigTree:
     @staticmethod
     def _check_types(base: Any, cfg: Any, overrides: list[str], groups: set[str]) -> None:
         """An overridden value keeps the type of its default (an int stays an int)."""
-        from omegaconf import OmegaConf
-
-        old = _leaves(OmegaConf.to_container(base, resolve=False))
-        new = _leaves(OmegaConf.to_container(cfg, resolve=False))
-        for ov in overrides:
-            key = ov.lstrip("+~").split("=", 1)[0]
-            if key in groups or key not in old or key not in new:
-                continue
-            before, after = old[key], new[key]
-            if before is None or after is None or (isinstance(after, str) and "${" in after):
-                continue
-            if not _type_ok(before, after):
-                raise OverrideError(
-                    f"{key}: expected {type(before).__name__}, got {after!r} "
-                    f"({type(after).__name__})"
-                )
+        problem = type_mismatch(base, cfg, overrides, groups)
+        if problem:
+            raise OverrideError(problem)
 
     def schema(self, choices: Sequence[str] = ()) -> dict[str, Any]:
         """The form: group selects (with the default choice), presets, and typed fields of
@@ -227,7 +186,7 @@ class ConfigTree:
                 runtime = OmegaConf.to_container(cfg.hydra.runtime.choices, resolve=False)
                 data = OmegaConf.to_container(cfg, resolve=False)
             except (HydraException, OmegaConfBaseException) as exc:
-                raise OverrideError(_one_line(exc)) from exc
+                raise OverrideError(one_line(exc)) from exc
         chosen = runtime if isinstance(runtime, dict) else {}
         assert isinstance(data, dict)
         data.pop("hydra", None)
