@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 NA = "N/A"
 
 
+_MIN_WIDTH = {"PID": 7, "ROLE": 10, "AGE": 6, "CPU%": 5, "RSS": 7, "READ": 7, "WRITE": 7}
+
+
 def fmt_bytes(value: Any) -> str:
     """1536 -> '1.5K'; None -> 'N/A'."""
     try:
@@ -146,7 +149,15 @@ def snapshot_renderable(snap: MonitorSnapshot, width: int | None = None) -> Rend
             ("FLAGS", "left"),
             ("COMMAND", "left"),
         ):
-            table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+            # Only the command may be shortened to fit the terminal: the other columns keep
+            # their full width, so a role or a pid is never cut.
+            table.add_column(
+                col,
+                justify=justify,  # type: ignore[arg-type]
+                no_wrap=True,
+                overflow="ellipsis",
+                min_width=None if col == "COMMAND" else _MIN_WIDTH.get(col, len(col)),
+            )
         depths = _safe_depths(run)
         for p in _ordered_safe(run):
             indent = "  " * depths.get(p.pid, 0)
@@ -203,10 +214,14 @@ def _ordered_safe(run: RunView) -> list[ProcessView]:
 
 
 def print_snapshot(snap: MonitorSnapshot, console: Console | None = None) -> None:
-    """Print a snapshot once."""
+    """Print a snapshot once; into a pipe or file at full width (nothing is cut)."""
+    import sys
+
     from rich.console import Console
 
-    (console or Console(highlight=False)).print(snapshot_renderable(snap))
+    if console is None:
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
+    console.print(snapshot_renderable(snap))
 
 
 def watch(collect: Callable[[MonitorSnapshot | None], MonitorSnapshot], interval: float) -> int:

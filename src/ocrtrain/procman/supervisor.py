@@ -17,7 +17,6 @@ import getpass
 import logging
 import os
 import pty
-import resource
 import selectors
 import signal
 import socket
@@ -749,7 +748,7 @@ class Supervisor:
                 "survivors": result.survivors if result else {},
                 "log_bytes": self._logfile.bytes_written if self._logfile else 0,
                 "terminal_bytes_dropped": sum(sink.total_dropped for sink in self._sinks),
-                "supervisor_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "supervisor_peak_rss": _peak_rss(),
             },
             exit_code=code,
             exit_signal=sig,
@@ -788,6 +787,19 @@ class Supervisor:
             if pid:
                 return
             time.sleep(0.01)
+
+
+def _peak_rss() -> int | None:
+    """This process's peak RSS in bytes since its exec (VmHWM; ru_maxrss would include the
+    memory of the process we were forked from)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _noop_handler(signum: int, frame: object) -> None:
