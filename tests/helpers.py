@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 def wait_until(
-    condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = ""
+    condition: Callable[[], T], timeout: float = 10.0, what: str = "", interval: float = 0.01
 ) -> T:
     """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -107,7 +107,8 @@ def all_workload_pids(ready: dict[str, Any]) -> list[int]:
 def ocrtrain(
     *args: str, env: dict[str, str] | None = None, **kw: Any
 ) -> subprocess.CompletedProcess[str]:
-    """Run the ocrtrain CLI to completion."""
+    """Run the ocrtrain CLI to completion (no TTY, no stdin), capturing its output."""
+    kw.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run(
         [sys.executable, "-m", "ocrtrain", *args],
         capture_output=True,

@@ -5,35 +5,23 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from helpers import ocrtrain, wait_until
 from ocrtrain.procman import procfs
 from ocrtrain.procman.api import RunHandle, start
 from ocrtrain.procman.journal import Journal
 from ocrtrain.procman.spec import RunSpec
 
+__all__ = ["ocrtrain", "wait_until"]  # re-exported: the monitor tests import them from here
+
 BIN = Path(__file__).parent / "bin"
 TRAINER = BIN / "trainer.py"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `cond` until it is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 Identity = tuple[int, int]  # (pid, start ticks)
@@ -120,21 +108,6 @@ def kill_sig(ident: Identity, sig: int) -> None:
         signal.pidfd_send_signal(fd, sig)
     finally:
         os.close(fd)
-
-
-def ocrtrain(
-    *args: str, env: dict[str, str] | None = None, **kw: Any
-) -> subprocess.CompletedProcess[str]:
-    """Run the `ocrtrain` CLI in a subprocess (no TTY), capturing output."""
-    return subprocess.run(
-        [sys.executable, "-m", "ocrtrain", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env or dict(os.environ),
-        stdin=subprocess.DEVNULL,
-        **kw,
-    )
 
 
 def run_of(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
