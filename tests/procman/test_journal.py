@@ -111,3 +111,16 @@ def test_four_supervisors_at_once_no_cross_talk(tmp_path: Path) -> None:
         assert not run_pids(run.id)
         sent = [e for e in journal.events(run.id) if e.kind == "signal_sent"]
         assert len(sent) == 2  # its own two leftovers, nobody else's
+
+
+def test_default_run_names() -> None:
+    from ocrtrain.procman.spec import RunSpec
+
+    def name(*argv: str) -> str:
+        return RunSpec(argv=argv).display_name
+
+    assert name("/usr/bin/python3", "-u", "runners/train.py", "x=1") == "train.py"
+    assert name("python", "-m", "ocrtrain.train") == "ocrtrain.train"
+    assert name("python3", "-c", "print(1)") == "python3"
+    assert name("/bin/sleep", "5") == "sleep"
+    assert RunSpec(argv=("sleep",), name="nap").display_name == "nap"

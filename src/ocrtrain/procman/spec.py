@@ -97,13 +97,19 @@ class RunSpec:
 
     @property
     def display_name(self) -> str:
+        """The name, else the program (for Python: the script or `-m` module)."""
         if self.name:
             return self.name
         prog = self.argv[0].rsplit("/", 1)[-1]
-        if prog.startswith("python") and len(self.argv) > 1:
-            rest = [a for a in self.argv[1:] if not a.startswith("-")]
-            if rest:
-                return rest[0].rsplit("/", 1)[-1]
+        if prog.startswith("python"):
+            args = list(self.argv[1:])
+            for i, arg in enumerate(args):
+                if arg == "-m" and i + 1 < len(args):
+                    return args[i + 1]
+                if arg == "-c" or arg.startswith("-c"):
+                    return prog
+                if not arg.startswith("-"):
+                    return arg.rsplit("/", 1)[-1]
         return prog
 
     def limits(self) -> dict[str, Any]:
