@@ -95,6 +95,10 @@ def train(cfg: Any) -> TrainResult:
     ckpt_dir = Path(cfg.paths.ckpt_dir).resolve()
     ckpt_path = _resume_path(cfg, ckpt_dir)
 
+    if cfg.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
     # Build everything that validates user input before writing anything.
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders))
