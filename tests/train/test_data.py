@@ -116,3 +116,13 @@ def test_missing_folder_and_labels(tmp_path: Path) -> None:
         LabelFolder(tmp_path / "nope", Charset(), 32, 800)
     with pytest.raises(DataError, match=r"no labels\.tsv"):
         LabelFolder(tmp_path, Charset(), 32, 800)
+
+
+def test_curriculum_cuts_the_first_lines_only() -> None:
+    ds = SynthLines(
+        Charset(), ["pillow"], Degrade(), seed=5, size=None, height=32, max_width=800,
+        short_samples=30, short_chars=8,
+    )  # fmt: skip
+    assert all(ds.text_length(i) <= 8 for i in range(30))
+    assert max(ds.text_length(i) for i in range(30, 90)) > 8
+    assert [ds[i][1] for i in (3, 40)] == [ds[i][1] for i in (3, 40)]  # still f(index, seed)

@@ -105,6 +105,8 @@ class OCRDataModule(L.LightningDataModule):
             max_width=self.max_width,
             max_chars=int(spec.get("max_chars", 40)),
             width_scale=self.width_scale,
+            short_samples=int(spec.get("short_samples", 0)),
+            short_chars=int(spec.get("short_chars", 16)),
         )
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Any]:

@@ -60,6 +60,8 @@ class SynthLines(Dataset[Sample]):
         max_width: int,
         max_chars: int = 40,
         width_scale: float = 1.0,
+        short_samples: int = 0,
+        short_chars: int = 16,
     ) -> None:
         self.charset = charset
         self.fonts = list(fonts)
@@ -70,17 +72,23 @@ class SynthLines(Dataset[Sample]):
         self.max_width = max_width
         self.max_chars = max_chars
         self.width_scale = width_scale
+        # curriculum: the first `short_samples` lines are cut to `short_chars` characters
+        self.short_samples = short_samples
+        self.short_chars = short_chars
+
+    def _max_chars(self, index: int) -> int:
+        return self.short_chars if index < self.short_samples else self.max_chars
 
     def __len__(self) -> int:
         return UNBOUNDED if self.size is None else self.size
 
     def text_length(self, index: int) -> int:
         """Characters in line `index`, without rendering it (for length bucketing)."""
-        return len(synth_text(index, self.seed, self.charset, self.max_chars)[0])
+        return len(synth_text(index, self.seed, self.charset, self._max_chars(index))[0])
 
     def __getitem__(self, index: int) -> Sample:
         img, text = synth_image(
-            index, self.seed, self.fonts, self.degrade, self.charset, self.max_chars
+            index, self.seed, self.fonts, self.degrade, self.charset, self._max_chars(index)
         )
         tensor = to_tensor(img, self.height, self.max_width, self.width_scale)
         return tensor, text, self.charset.encode(text)
