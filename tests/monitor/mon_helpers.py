@@ -16,6 +16,7 @@ from ocrtrain.procman import procfs
 from ocrtrain.procman.api import RunHandle, start
 from ocrtrain.procman.journal import Journal
 from ocrtrain.procman.spec import RunSpec
+from ocrtrain.procman.teardown import signal_identity
 
 __all__ = ["ocrtrain", "wait_until"]  # re-exported: the monitor tests import them from here
 
@@ -50,17 +51,7 @@ def assert_none_alive(idents: Iterable[Identity], timeout: float = 10.0) -> None
 def kill_all(idents: Iterable[Identity]) -> None:
     """Last-resort cleanup: SIGKILL whatever is still alive, by identity (pidfd)."""
     for pid, start_ticks in idents:
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            continue
-        try:
-            if procfs.is_alive(pid, start_ticks):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        signal_identity(pid, start_ticks, signal.SIGKILL)
 
 
 def read_ready(path: Path, timeout: float = 20.0) -> dict[str, Any]:

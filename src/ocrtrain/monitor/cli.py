@@ -53,15 +53,20 @@ def add_ps_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"redraw in place every SECONDS (default {DEFAULT_WATCH_S:g})",
     )
+    _add_match_arguments(p, "list")
+    p.add_argument("--no-gpu", action="store_true", help="skip NVML (GPU columns show N/A)")
+
+
+def _add_match_arguments(p: argparse.ArgumentParser, verb: str) -> None:
+    """`--match` / `--all-users`, shared by ps and cleanup."""
     p.add_argument(
         "--match",
         metavar="PATTERN",
-        help="also list pre-ocrtrain processes: python running a script whose path matches",
+        help=f"also {verb} pre-ocrtrain processes: python running a script whose path matches",
     )
     p.add_argument(
         "--all-users", action="store_true", help="with --match: other users' processes (root)"
     )
-    p.add_argument("--no-gpu", action="store_true", help="skip NVML (GPU columns show N/A)")
 
 
 def add_cleanup_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,14 +84,7 @@ def add_cleanup_arguments(p: argparse.ArgumentParser) -> None:
         help="orphans and stale runs only (the default; spelled out for boot scripts)",
     )
     p.add_argument("--no-stale", action="store_true", help="do not close stale runs")
-    p.add_argument(
-        "--match",
-        metavar="PATTERN",
-        help="also end pre-ocrtrain processes: python running a script whose path matches",
-    )
-    p.add_argument(
-        "--all-users", action="store_true", help="with --match: other users' processes (root)"
-    )
+    _add_match_arguments(p, "end")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
 
 

@@ -33,7 +33,7 @@ from ocrtrain.procman.journal import (
 from ocrtrain.procman.reconcile import reconcile, supervisor_alive
 from ocrtrain.procman.spec import RunSpec
 from ocrtrain.procman.supervisor import create_run, run_foreground
-from ocrtrain.procman.teardown import Teardown, TeardownResult, find_members
+from ocrtrain.procman.teardown import Teardown, TeardownResult, find_members, signal_identity
 
 __all__ = [
     "ACTIVE_STATES",
@@ -206,7 +206,7 @@ def request_stop(
         run.id, EventKind.STOP_REQUESTED, pid=os.getpid(), force=force, grace=grace, source=source
     )
     if supervisor_alive(run) and run.supervisor_pid and run.supervisor_start is not None:
-        _signal_supervisor(run.supervisor_pid, run.supervisor_start)
+        signal_identity(run.supervisor_pid, run.supervisor_start, signal.SIGTERM)
         if not force:
             return None
     exclude = [p for p in (run.supervisor_pid, run.watchdog_pid) if p is not None]
@@ -237,17 +237,3 @@ def request_stop(
             reason=reason,
         )
     return result
-
-
-def _signal_supervisor(pid: int, start: int) -> None:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        if procfs.is_alive(pid, start):
-            signal.pidfd_send_signal(fd, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(fd)

@@ -174,6 +174,23 @@ class Signaller:
         self._targets.clear()
 
 
+def signal_identity(pid: int, start: int, sig: int) -> str | None:
+    """Send `sig` to the process (pid, start ticks) only if that very process still runs.
+
+    Returns:
+        None once sent, else why not ("gone" for an exited or reused pid, "permission denied").
+    """
+    signaller = Signaller()
+    try:
+        st = procfs.read_stat(pid)
+        if st is None or st.start != start:
+            return "gone"
+        target = signaller.adopt(st)
+        return "gone" if target is None else signaller.send(target, sig)
+    finally:
+        signaller.close()
+
+
 def survivor_reason(pid: int, why: str | None = None) -> str:
     """A human reason why a process outlived SIGKILL."""
     if why:
