@@ -11,7 +11,7 @@ import torch
 from ocrtrain.train.checkpoint_io import atomic_write, remove_stale_temps
 from ocrtrain.train.errors import CheckpointError
 from ocrtrain.train.inference import check_compatible, load_model, read_checkpoint
-from ocrtrain.train.lit_module import OCRLitModule
+from ocrtrain.train.lit_module import FORMAT_VERSION, MODEL_KIND, OCRLitModule
 
 SMALL = {"channels": [4, 8, 8, 8], "hidden": 8, "lstm_layers": 1}
 
@@ -38,7 +38,7 @@ def _save_model(path: Path, net: dict) -> dict:
     ckpt = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),
-        "ocrtrain": {"kind": "ocrtrain.crnn-ctc", "version": 1},
+        "ocrtrain": {"kind": MODEL_KIND, "version": FORMAT_VERSION},
     }
     torch.save(ckpt, path)
     return dict(model.hparams)
@@ -57,6 +57,11 @@ def test_checkpoint_roundtrip_and_other_models(tmp_path: Path) -> None:
     torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
     with pytest.raises(CheckpointError, match="not a checkpoint of an ocrtrain"):
         read_checkpoint(tmp_path / "foreign.ckpt")
+    old = torch.load(path, weights_only=False)
+    old["ocrtrain"]["version"] = 1
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match="checkpoint format 1"):
+        read_checkpoint(tmp_path / "old.ckpt")
     (tmp_path / "text.ckpt").write_text("hello")
     with pytest.raises(CheckpointError, match="cannot read"):
         read_checkpoint(tmp_path / "text.ckpt")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from ocrtrain.train.models.crnn import CRNN
+from ocrtrain.train.models.crnn import CRNN, BiLSTM
 
 
 @pytest.mark.parametrize("stem", ["pool", "stride"])
@@ -22,3 +23,27 @@ def test_frames_match_output_lengths(stem: str) -> None:
 def test_unknown_stem_is_refused() -> None:
     with pytest.raises(ValueError, match="stem"):
         CRNN(10, stem="bogus")
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bilstm_matches_a_packed_bidirectional_lstm(layers: int) -> None:
+    torch.manual_seed(0)
+    ours = BiLSTM(6, 5, layers).eval()
+    packed = nn.LSTM(6, 5, num_layers=layers, bidirectional=True).eval()
+    with torch.no_grad():
+        for i in range(layers):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(packed, f"{name}_l{i}").copy_(getattr(ours.fwd[i], f"{name}_l0"))
+                getattr(packed, f"{name}_l{i}_reverse").copy_(getattr(ours.bwd[i], f"{name}_l0"))
+        x = torch.randn(9, 3, 6)
+        lengths = torch.tensor([9, 4, 6])
+        expected, _ = nn.utils.rnn.pad_packed_sequence(
+            packed(nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False))[0],
+            total_length=9,
+        )
+        got = ours(x, lengths)
+        x[6:, 2] = 100.0  # padding beyond a line's length changes nothing of it
+        again = ours(x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.allclose(got[:n, b], expected[:n, b], atol=1e-5)
+        assert torch.allclose(again[:n, b], got[:n, b], atol=1e-6)

@@ -15,7 +15,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict; CheckpointError unless it is an ocrtrain recognizer checkpoint."""
     import torch
 
-    from ocrtrain.train.lit_module import MODEL_KIND
+    from ocrtrain.train.lit_module import FORMAT_VERSION, MODEL_KIND
 
     path = Path(path)
     if not path.is_file():
@@ -29,6 +29,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     meta = ckpt.get("ocrtrain") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
         raise CheckpointError(f"{path} is not a checkpoint of an ocrtrain CRNN recognizer")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {meta.get('version')!r}; this ocrtrain reads format"
+            f" {FORMAT_VERSION} (retrain, or use the ocrtrain version that wrote it)"
+        )
     return ckpt
 
 

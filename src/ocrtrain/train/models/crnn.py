@@ -21,6 +21,48 @@ def _block(cin: int, cout: int, pool: tuple[int, int] | None, stride: int = 1) -
     return layers
 
 
+def reverse_within(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(steps, B) gather indices that reverse each sequence within its own length.
+
+    Positions past a sequence's length map to themselves, so its padding stays at the end.
+    """
+    t = torch.arange(steps, device=lengths.device)[:, None]
+    n = lengths.to(t.device)[None, :]
+    return torch.where(t < n, n - 1 - t, t)
+
+
+class BiLSTM(nn.Module):
+    """A bidirectional LSTM over right-padded sequences, without packing.
+
+    The backward direction reads each sequence reversed within its own length, so it starts
+    at the line's last real frame, never in the padding: the same result as a packed
+    `nn.LSTM(bidirectional=True)`, but each direction is a plain (unpacked) LSTM, which
+    runs about twice as fast on the CPU.
+    """
+
+    def __init__(self, size: int, hidden: int, layers: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        sizes = [size] + [2 * hidden] * (layers - 1)
+        self.fwd = nn.ModuleList(nn.LSTM(n, hidden) for n in sizes)
+        self.bwd = nn.ModuleList(nn.LSTM(n, hidden) for n in sizes)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(T, B, size) -> (T, B, 2 * hidden); `lengths` (B,) are the real frames per line."""
+        steps, batch = x.shape[:2]
+        if lengths is None:
+            lengths = torch.full((batch,), steps, dtype=torch.long)
+        index = reverse_within(lengths, steps)[:, :, None]
+        for i, (fwd, bwd) in enumerate(zip(self.fwd, self.bwd, strict=True)):
+            if i:
+                x = self.drop(x)
+            ahead, _ = fwd(x)
+            back, _ = bwd(x.gather(0, index.expand(-1, -1, x.shape[2])))
+            back = back.gather(0, index.expand(-1, -1, back.shape[2]))
+            x = torch.cat([ahead, back], dim=2)
+        return x
+
+
 class CRNN(nn.Module):
     """CNN + BiLSTM + linear; `forward` returns logits shaped (T, B, num_classes)."""
 
@@ -60,34 +102,22 @@ class CRNN(nn.Module):
         )
         feat = c4 * (height // 16)
         self.proj = nn.Linear(feat, hidden)
-        self.rnn = nn.LSTM(
-            hidden,
-            hidden,
-            num_layers=lstm_layers,
-            bidirectional=True,
-            dropout=dropout if lstm_layers > 1 else 0.0,
-        )
+        self.rnn = BiLSTM(hidden, hidden, lstm_layers, dropout if lstm_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden, num_classes)
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (T, B, C); with `widths`, the BiLSTM skips each line's right padding.
+        """Logits (T, B, C); with `widths`, the BiLSTM ignores each line's right padding.
 
-        Without packing, the backward direction would start in the padding, so a model trained
-        on length-bucketed (little-padded) batches would fail on mixed-length batches.
+        If the backward direction started in the padding, a model trained on length-bucketed
+        (little-padded) batches would fail on mixed-length batches.
         """
         f = self.cnn(images)  # B, C, H', W/4
         b, c, h, w = f.shape
         f = f.permute(3, 0, 1, 2).reshape(w, b, c * h)
         f = torch.relu(self.proj(f))
-        if widths is None:
-            f, _ = self.rnn(f)
-        else:
-            lengths = self.output_lengths(widths.cpu()).clamp(1, w)
-            packed = nn.utils.rnn.pack_padded_sequence(f, lengths, enforce_sorted=False)
-            out, _ = self.rnn(packed)
-            f, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=w)
-        return self.head(self.drop(f))
+        lengths = None if widths is None else self.output_lengths(widths.cpu()).clamp(1, w)
+        return self.head(self.drop(self.rnn(f, lengths)))
 
     @classmethod
     def output_lengths(cls, widths: torch.Tensor) -> torch.Tensor:
