@@ -8,7 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ocrtrain.train.config import compose, config_dir
+from ocrtrain.train.config import compose, config_dir, cpu_precision
 from ocrtrain.train.errors import ConfigError
 
 GROUP_OPTIONS = [
@@ -80,3 +80,13 @@ def test_config_mistakes_are_one_line(overrides: list[str], message: str) -> Non
 
 def test_float_keys_accept_ints() -> None:
     assert compose(["model.lr=1"]).model.lr == 1
+
+
+def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert cpu_precision(str(info)) == "bf16-mixed"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_precision(str(info)) == "32-true"
+    assert cpu_precision(str(tmp_path / "missing")) == "32-true"
+    assert compose([]).trainer.precision == cpu_precision()

@@ -21,7 +21,7 @@ from ocrtrain.train.models.crnn import CRNN
 log = logging.getLogger(__name__)
 
 MODEL_KIND = "ocrtrain.crnn-ctc"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: BiLSTM as two unpacked directions (crnn.BiLSTM)
 
 
 class OCRLitModule(L.LightningModule):
@@ -70,7 +70,7 @@ class OCRLitModule(L.LightningModule):
         ]
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        log_probs = logits.log_softmax(-1)
+        log_probs = logits.float().log_softmax(-1)  # the CTC loss in float32, also under bf16
         lengths = CRNN.output_lengths(batch["widths"]).clamp(max=logits.shape[0])
         return self.ctc(log_probs, batch["targets"], lengths, batch["target_lengths"])
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,8 @@ def train(cfg: Any) -> TrainResult:
     from ocrtrain.train.callbacks import GracefulSignals, PlainProgress, TrainingInterrupted
     from ocrtrain.train.inference import check_compatible, read_checkpoint
 
+    # Lightning's own use of a torch API that torch deprecated: nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     output_dir = Path(cfg.paths.output_dir).resolve()
     ckpt_dir = Path(cfg.paths.ckpt_dir).resolve()
     ckpt_path = _resume_path(cfg, ckpt_dir)
