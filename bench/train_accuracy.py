@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = OmegaConf.to_container(compose([]).data)
     assert isinstance(data, dict)
-    fonts = pick_fonts(data["test_fonts"], data["train_fonts"], "test")
     model = load_model(args.ckpt)
+    fonts = pick_fonts(data["test_fonts"], data["train_fonts"], "test", model.charset.chars)
     rows = {}
     for preset in args.presets.split(","):
         ds = SynthLines(

@@ -10,8 +10,10 @@ from PIL import Image
 from ocrtrain.train.data.charset import PRINTABLE_ASCII, Charset
 from ocrtrain.train.data.export import write_synth_folder
 from ocrtrain.train.data.folder import LabelFolder
+from ocrtrain.train.data.fonts import BUNDLED, missing_glyphs, pick_fonts, resolve_fonts
 from ocrtrain.train.data.render import Degrade
 from ocrtrain.train.data.synth import EpochSampler, SynthLines, synth_image
+from ocrtrain.train.data.text import label_of
 from ocrtrain.train.data.transforms import collate
 from ocrtrain.train.errors import DataError
 from ocrtrain.train.metrics import TextScore, edit_distance
@@ -126,3 +128,21 @@ def test_curriculum_cuts_the_first_lines_only() -> None:
     assert all(ds.text_length(i) <= 8 for i in range(30))
     assert max(ds.text_length(i) for i in range(30, 90)) > 8
     assert [ds[i][1] for i in (3, 40)] == [ds[i][1] for i in (3, 40)]  # still f(index, seed)
+
+
+def test_fonts_without_a_glyph_of_the_charset_are_left_out() -> None:
+    installed = resolve_fonts(["DejaVuSans.ttf", "LiberationSans-Regular.ttf", "FreeSans.ttf"])
+    if not installed:
+        pytest.skip("no TrueType font installed")
+    font = installed[0]
+    assert missing_glyphs(font, PRINTABLE_ASCII) == ""
+    assert missing_glyphs(font, "a\u4e2d") == "\u4e2d"  # no CJK in these fonts
+    assert pick_fonts([font], [], "test", PRINTABLE_ASCII) == [font]
+    assert pick_fonts([font], [], "test", "a\u4e2d") == [BUNDLED]
+
+
+def test_labels_count_a_gap_as_one_space() -> None:
+    assert label_of("TOTAL      12.50  A") == "TOTAL 12.50 A"
+    cs = Charset()
+    labels = [synth_image(i, 5, ["pillow"], Degrade(), cs, 40)[1] for i in range(200)]
+    assert all("  " not in t and t == t.strip() for t in labels)

@@ -83,6 +83,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     from ocrtrain.train.config import compose
+    from ocrtrain.train.data.charset import Charset
     from ocrtrain.train.data.export import write_synth_folder
     from ocrtrain.train.data.fonts import pick_fonts
 
@@ -95,7 +96,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
         names = data[f"{args.fonts}_fonts"]
     else:
         names = [f.strip() for f in args.fonts.split(",") if f.strip()]
-    fonts = pick_fonts(names, data["train_fonts"], args.fonts)
+    fonts = pick_fonts(names, data["train_fonts"], args.fonts, Charset(data["charset"]).chars)
     out = write_synth_folder(
         args.out, args.n, fonts, presets[args.degrade], seed=args.seed, charset=data["charset"]
     )

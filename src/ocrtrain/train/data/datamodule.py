@@ -89,7 +89,9 @@ class OCRDataModule(L.LightningDataModule):
             )
         if kind != "synth":
             raise ConfigError(f"data.{split}.kind must be 'synth' or 'folder', not {kind!r}")
-        fonts = pick_fonts(spec.get("fonts") or self.train_fonts, self.train_fonts, split)
+        fonts = pick_fonts(
+            spec.get("fonts") or self.train_fonts, self.train_fonts, split, self.charset.chars
+        )
         size = spec.get("size")
         if split == "train":
             # unbounded: the sampler picks `batches_per_epoch` batches of fresh lines per epoch

@@ -50,12 +50,40 @@ def resolve_fonts(names: Iterable[str]) -> list[str]:
     return out
 
 
-def pick_fonts(names: Sequence[str], fallback: Sequence[str], what: str) -> list[str]:
-    """Resolve `names`, else `fallback` (logged: the split is then by size/degradation only)."""
-    fonts = resolve_fonts(names)
+@functools.cache
+def missing_glyphs(spec: str, chars: str) -> str:
+    """The characters of `chars` that font `spec` has no glyph for.
+
+    A missing glyph is drawn as the font's .notdef box: a line rendered with it would
+    teach the model a box for that character, so such fonts are left out.
+    """
+    if spec == BUNDLED:
+        return ""
+    font = ImageFont.truetype(spec, size=24)
+    notdef = bytes(font.getmask("\U0010fffd"))  # a private-use code point no font draws
+    return "".join(c for c in chars if not c.isspace() and bytes(font.getmask(c)) == notdef)
+
+
+def _drawable(fonts: Sequence[str], chars: str, what: str) -> list[str]:
+    out = []
+    for spec in fonts:
+        lacking = missing_glyphs(spec, chars)
+        if lacking:
+            log.warning("%s font %s has no glyph for %r: not used", what, spec, lacking)
+        else:
+            out.append(spec)
+    return out
+
+
+def pick_fonts(
+    names: Sequence[str], fallback: Sequence[str], what: str, chars: str = ""
+) -> list[str]:
+    """The fonts of `names` that are installed and can draw every character of `chars`, else
+    those of `fallback` (logged: the split then differs by size and degradation only)."""
+    fonts = _drawable(resolve_fonts(names), chars, what)
     if not fonts:
-        fonts = resolve_fonts(fallback) or [BUNDLED]
-        log.warning("none of the %s fonts is installed; using %s instead", what, fonts)
+        fonts = _drawable(resolve_fonts(fallback), chars, what) or [BUNDLED]
+        log.warning("none of the %s fonts is installed and usable; using %s instead", what, fonts)
     return fonts
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.render import Degrade, degrade, render_line
-from ocrtrain.train.data.text import receipt_line
+from ocrtrain.train.data.text import label_of, receipt_line
 from ocrtrain.train.data.transforms import Sample, to_tensor
 
 UNBOUNDED = 2**62
@@ -40,10 +40,10 @@ def synth_text(
 def synth_image(
     index: int, seed: int, fonts: Sequence[str], deg: Degrade, charset: Charset, max_chars: int
 ) -> tuple[Image.Image, str]:
-    """The (image, text) pair of sample `index` under `seed`."""
+    """The (image, label) pair of sample `index` under `seed` (see `text.label_of`)."""
     text, rng = synth_text(index, seed, charset, max_chars)
     img = render_line(text, rng.choice(list(fonts)), rng)
-    return degrade(img, rng, deg), text
+    return degrade(img, rng, deg), label_of(text)
 
 
 class SynthLines(Dataset[Sample]):

@@ -175,6 +175,16 @@ _KINDS = (
 )
 
 
+def label_of(line: str) -> str:
+    """The label of a rendered line: each run of spaces is one space.
+
+    Receipts pad columns with runs of spaces; how many were typed cannot be read from the
+    gap in a proportional font the model has never seen (its space width is unknown), so
+    the gap's width is layout, not text, as in common OCR ground truth.
+    """
+    return " ".join(line.split())
+
+
 def receipt_line(rng: random.Random, max_chars: int = 40) -> str:
     """One receipt-like line of printable ASCII, at most `max_chars` long, never blank."""
     funcs, weights = zip(*_KINDS, strict=True)
