@@ -90,3 +90,12 @@ def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(tmp_path: Path) -> None
     assert cpu_precision(str(info)) == "32-true"
     assert cpu_precision(str(tmp_path / "missing")) == "32-true"
     assert compose([]).trainer.precision == cpu_precision()
+
+
+def test_no_held_out_family_or_clone_is_trained_on() -> None:
+    data = compose([]).data
+    held_out = ("DejaVuSerif", "LiberationSerif", "LiberationMono")
+    clones = ("NimbusRoman", "FreeSerif", "texgyretermes", "Tinos", "Cousine")
+    assert [f for f in data.test_fonts if not f.startswith(held_out)] == []
+    for font in data.train_fonts:
+        assert not font.startswith(held_out + clones), font

@@ -59,7 +59,7 @@ def missing_glyphs(spec: str, chars: str) -> str:
     """
     if spec == BUNDLED:
         return ""
-    font = ImageFont.truetype(spec, size=24)
+    font = ImageFont.truetype(spec, size=12)
     notdef = bytes(font.getmask("\U0010fffd"))  # a private-use code point no font draws
     return "".join(c for c in chars if not c.isspace() and bytes(font.getmask(c)) == notdef)
 
