@@ -126,17 +126,28 @@ def test_watch_redraws_until_interrupted(journal: Journal, procs) -> None:  # ty
     seen = b""
     try:
 
-        def redrawn() -> bool:
+        def drain() -> None:
             nonlocal seen
             import select
 
             if select.select([master], [], [], 0.1)[0]:
-                seen += os.read(master, 65536)
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # EIO: the watcher closed its terminal
+                    pass
+
+        def redrawn() -> bool:
+            drain()
             return seen.count(b"orphans") >= 2  # the header line, drawn at least twice
+
+        def exited() -> bool:
+            drain()  # as a terminal would: a full pty buffer would block the watcher's writes
+            return proc.poll() is not None
 
         wait_until(redrawn, 20, "two redraws")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        wait_until(exited, 10, "ps --watch to exit on Ctrl+C")
+        assert proc.returncode == 0
     finally:
         if proc.poll() is None:
             proc.kill()

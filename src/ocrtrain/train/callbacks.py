@@ -206,6 +206,7 @@ class PlainProgress(Callback):
         self._start = time.monotonic()
         self._last = 0.0
         self._step0 = 0
+        self._reported = -1  # the global step of the last report
 
     @staticmethod
     def _emit(line: str) -> None:
@@ -215,12 +216,21 @@ class PlainProgress(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = self._last = time.monotonic()
         self._step0 = trainer.global_step
+        self._reported = -1
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if time.monotonic() - self._last >= self.interval_s:
+            self._report(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Every epoch reports at least once, however fast it was."""
+        if trainer.global_step != self._reported:
+            self._report(trainer)
+
+    def _report(self, trainer: L.Trainer) -> None:
         now = time.monotonic()
-        if now - self._last < self.interval_s:
-            return
         self._last = now
+        self._reported = trainer.global_step
         total = int(trainer.estimated_stepping_batches)
         done = trainer.global_step
         rate = (done - self._step0) / max(now - self._start, 1e-9)
