@@ -230,9 +230,14 @@ def watch(collect: Callable[[MonitorSnapshot | None], MonitorSnapshot], interval
     Returns:
         0 when interrupted.
     """
+    import signal
+
     from rich.console import Console
     from rich.live import Live
 
+    # Ctrl-C is the only way out: a shell starts background jobs with SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt, so install its handler explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     console = Console(highlight=False)
     snap = collect(None)
     try:
