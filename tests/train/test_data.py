@@ -141,6 +141,12 @@ def test_fonts_without_a_glyph_of_the_charset_are_left_out() -> None:
     assert pick_fonts([font], [], "test", "a\u4e2d") == [BUNDLED]
 
 
+def test_an_unreadable_font_file_is_left_out(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.ttf"
+    bad.write_bytes(b"not a font")
+    assert pick_fonts([str(bad)], [], "train", PRINTABLE_ASCII) == [BUNDLED]
+
+
 def test_labels_count_a_gap_as_one_space() -> None:
     assert label_of("TOTAL      12.50  A") == "TOTAL 12.50 A"
     cs = Charset()

@@ -67,7 +67,11 @@ def missing_glyphs(spec: str, chars: str) -> str:
 def _drawable(fonts: Sequence[str], chars: str, what: str) -> list[str]:
     out = []
     for spec in fonts:
-        lacking = missing_glyphs(spec, chars)
+        try:
+            lacking = missing_glyphs(spec, chars)
+        except OSError as exc:  # not a font file FreeType can read
+            log.warning("%s font %s cannot be loaded (%s): not used", what, spec, exc)
+            continue
         if lacking:
             log.warning("%s font %s has no glyph for %r: not used", what, spec, lacking)
         else:
