@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ocrtrain.train.data.charset import PRINTABLE_ASCII, Charset
 from ocrtrain.train.data.export import write_synth_folder
@@ -14,7 +15,7 @@ from ocrtrain.train.data.fonts import BUNDLED, missing_glyphs, pick_fonts, resol
 from ocrtrain.train.data.render import Degrade
 from ocrtrain.train.data.synth import EpochSampler, SynthLines, synth_image
 from ocrtrain.train.data.text import label_of
-from ocrtrain.train.data.transforms import collate
+from ocrtrain.train.data.transforms import collate, trim_margins
 from ocrtrain.train.errors import DataError
 from ocrtrain.train.metrics import TextScore, edit_distance
 
@@ -46,6 +47,31 @@ def test_degraded_lines_go_down_to_low_resolution() -> None:
     heavy = Degrade(height_min=14, height_max=16)
     heights = {synth_image(i, 0, ["pillow"], heavy, cs, 40)[0].height for i in range(20)}
     assert min(heights) <= 17
+
+
+CLEAN = Degrade(height_min=30, height_max=40, rotate_max=0.0, blur_p=0.0, noise_p=0.0, jpeg_p=0.0)
+HEAVY = Degrade(height_min=14, height_max=18, rotate_max=2.0, blur_p=1.0, noise_p=1.0, jpeg_p=1.0)
+
+
+@pytest.mark.parametrize("deg", [CLEAN, Degrade(), HEAVY], ids=["clean", "default", "heavy"])
+def test_trim_margins_leaves_synthetic_lines_as_they_are(deg: Degrade) -> None:
+    cs = Charset()
+    for i in range(40):
+        img, _ = synth_image(i, 5, ["pillow"], deg, cs, 40)
+        assert trim_margins(img).size == img.size, i
+
+
+def test_trim_margins_cuts_wide_paper_margins_and_keeps_all_ink() -> None:
+    cs = Charset()
+    for i in range(10):
+        img, _ = synth_image(i, 6, ["pillow"], CLEAN, cs, 40)
+        paper = int(np.median(np.asarray(img)[0]))
+        padded = ImageOps.expand(img, border=(80, 40, 80, 40), fill=paper)
+        out = trim_margins(padded)
+        assert out.height < padded.height - 40 and out.width < padded.width - 80, i
+
+        dark = paper - 60
+        assert (np.asarray(out) < dark).sum() == (np.asarray(padded) < dark).sum() > 0, i
 
 
 def test_batches_pad_to_the_widest_line() -> None:

@@ -13,9 +13,8 @@ def predict_images(
 ) -> list[str]:
     """The text of each image, in the order given. All images are checked before any is read."""
     import torch
-    from PIL import Image
 
-    from ocrtrain.train.data.transforms import collate, to_tensor
+    from ocrtrain.train.data.transforms import collate, read_line_image
     from ocrtrain.train.inference import load_model
 
     paths = [Path(p) for p in images]
@@ -29,8 +28,7 @@ def predict_images(
         for i in range(0, len(paths), batch_size):
             batch = []
             for p in paths[i : i + batch_size]:
-                with Image.open(p) as im:
-                    batch.append((to_tensor(im, height, 2000, width_scale), "", []))
+                batch.append((read_line_image(p, height, 2000, width_scale), "", []))
             b = collate(batch)
             texts.extend(model.decode(model(b["images"], b["widths"]), b["widths"]))
     return texts

@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ocrtrain.train.data.charset import Charset
-from ocrtrain.train.data.transforms import Sample, to_tensor
+from ocrtrain.train.data.transforms import Sample, read_line_image
 from ocrtrain.train.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,5 @@ class LabelFolder(Dataset[Sample]):
 
     def __getitem__(self, index: int) -> Sample:
         path, text = self.items[index]
-        with Image.open(path) as im:
-            tensor = to_tensor(im, self.height, self.max_width, self.width_scale)
+        tensor = read_line_image(path, self.height, self.max_width, self.width_scale)
         return tensor, text, self.charset.encode(text)
