@@ -15,7 +15,7 @@ from ocrtrain.train.data.fonts import BUNDLED, missing_glyphs, pick_fonts, resol
 from ocrtrain.train.data.render import Degrade
 from ocrtrain.train.data.synth import EpochSampler, SynthLines, synth_image
 from ocrtrain.train.data.text import label_of
-from ocrtrain.train.data.transforms import collate, trim_margins
+from ocrtrain.train.data.transforms import collate, read_line_image, trim_margins
 from ocrtrain.train.errors import DataError
 from ocrtrain.train.metrics import TextScore, edit_distance
 
@@ -72,6 +72,27 @@ def test_trim_margins_cuts_wide_paper_margins_and_keeps_all_ink() -> None:
 
         dark = paper - 60
         assert (np.asarray(out) < dark).sum() == (np.asarray(padded) < dark).sum() > 0, i
+
+
+def test_image_files_are_read_dark_on_light(tmp_path: Path) -> None:
+    img, _ = synth_image(2, 6, ["pillow"], CLEAN, Charset(), 40)
+    variants = {
+        "plain.png": img,
+        "inverted.png": ImageOps.invert(img),  # light text on a dark ground
+        "rgb.jpg": img.convert("RGB"),
+        # black text on a transparent canvas: alpha is the ink
+        "transparent.png": Image.merge(
+            "RGBA", [Image.new("L", img.size, 0)] * 3 + [ImageOps.invert(img)]
+        ),
+    }
+    tensors = {}
+    for name, im in variants.items():
+        im.save(tmp_path / name, quality=95)
+        tensors[name] = read_line_image(tmp_path / name, 32, 800)
+    plain = tensors.pop("plain.png")
+    for name, t in tensors.items():
+        assert t.shape == plain.shape, name
+        assert float((t - plain).abs().mean()) < 0.02, name
 
 
 def test_batches_pad_to_the_widest_line() -> None:

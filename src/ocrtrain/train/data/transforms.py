@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 Sample = tuple[torch.Tensor, str, list[int]]
 
@@ -36,9 +36,10 @@ def trim_margins(img: Image.Image) -> Image.Image:
     shows the model smaller text than it was trained on (20 px of paper above and below a
     clean 35 px line: 68% CER instead of 1.2%). A side is cut only when its margin is clearly
     wider than any training line's (above and below: text under 40% of the height and more
-    than 0.6x its height of paper on both sides; left or right: > 1x), so tightly cropped lines, and lines whose ink cannot be told from speckle,
-    are left as they are. Ink: pixels well below the paper level after a 3x3 median (which
-    drops isolated specks); faint, faded ink still counts.
+    than 0.6x its height of paper on both sides; left or right: more than 1x), so tightly
+    cropped lines, and lines whose ink cannot be told from speckle, are left as they are.
+    Ink: pixels well below the paper level after a 3x3 median (which drops isolated specks);
+    faint, faded ink still counts.
     """
     gray = img.convert("L")
     a = np.asarray(gray.filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
@@ -71,12 +72,31 @@ def trim_margins(img: Image.Image) -> Image.Image:
     return img.crop((x0, y0, x1, y1))
 
 
+def dark_on_light(img: Image.Image) -> Image.Image:
+    """Grayscale with dark text on light paper, as the model was trained on.
+
+    Camera JPEGs are turned upright (EXIF orientation), transparent pixels become white paper
+    (text drawn on a transparent canvas would otherwise turn black on black), and light text
+    on a dark ground (a receipt's reversed header) is inverted.
+    """
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, rgba)
+    gray = img.convert("L")
+    if gray.width and gray.height and np.median(np.asarray(gray)) < 100:
+        gray = ImageOps.invert(gray)
+    return gray
+
+
 def read_line_image(
     path: str | Path, height: int, max_width: int, width_scale: float = 1.0
 ) -> torch.Tensor:
-    """A line image file as the model's input: wide blank margins trimmed, then `to_tensor`."""
+    """A line image file as the model's input: dark on light, wide blank margins trimmed,
+    then `to_tensor`."""
     with Image.open(path) as im:
-        return to_tensor(trim_margins(im), height, max_width, width_scale)
+        return to_tensor(trim_margins(dark_on_light(im)), height, max_width, width_scale)
 
 
 def collate(batch: list[Sample]) -> dict[str, Any]:
