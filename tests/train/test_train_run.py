@@ -232,11 +232,26 @@ def test_predict_and_eval_bad_input(tmp_path: Path) -> None:
         ([*cli, "eval", "--ckpt", str(tmp_path / "x.ckpt"), "--data", str(good)], "not found"),
         ([*cli, "eval", "--ckpt", str(other), "--data", str(good)], "not a checkpoint"),
         ([*cli, "data", "synth", "--out", str(good), "--n", "2"], "not empty"),
+        (
+            [
+                *cli,
+                "data",
+                "synth",
+                "--out",
+                str(tmp_path / "f"),
+                "--n",
+                "2",
+                "--fonts",
+                "NoSuch.ttf",
+            ],
+            "--fonts",
+        ),
     ]
     for cmd, message in cases:
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         assert res.returncode == 2, res.stderr
         assert len(_errors(res.stderr)) == 1 and message in res.stderr, res.stderr
+    assert not (tmp_path / "f").exists()
 
 
 def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--fonts", default="test", help="'train', 'test' (held-out) or comma-separated font files"
     )
-    s.add_argument("--degrade", default="default", help="clean, default or heavy")
+    s.add_argument("--degrade", default="default", help="clean, default, heavy or severe")
     s.set_defaults(func=cmd_data_synth)
 
 
@@ -85,18 +85,24 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from ocrtrain.train.config import compose
     from ocrtrain.train.data.charset import Charset
     from ocrtrain.train.data.export import write_synth_folder
-    from ocrtrain.train.data.fonts import pick_fonts
+    from ocrtrain.train.data.fonts import pick_fonts, usable_fonts
 
     data = OmegaConf.to_container(compose([]).data)
     assert isinstance(data, dict)
     presets = data["degrade_presets"]
     if args.degrade not in presets:
         raise UsageError(f"--degrade must be one of {', '.join(presets)}, not {args.degrade!r}")
+    chars = Charset(data["charset"]).chars
     if args.fonts in ("train", "test"):
-        names = data[f"{args.fonts}_fonts"]
-    else:
+        fonts = pick_fonts(data[f"{args.fonts}_fonts"], data["train_fonts"], args.fonts, chars)
+    else:  # fonts the user named: never silently replaced by others
         names = [f.strip() for f in args.fonts.split(",") if f.strip()]
-    fonts = pick_fonts(names, data["train_fonts"], args.fonts, Charset(data["charset"]).chars)
+        fonts = usable_fonts(names, "--fonts", chars, warn_missing=True)
+        if not fonts:
+            raise UsageError(
+                f"--fonts: none of {', '.join(names) or '(empty)'} is an installed font that "
+                "can draw the charset"
+            )
     out = write_synth_folder(
         args.out, args.n, fonts, presets[args.degrade], seed=args.seed, charset=data["charset"]
     )

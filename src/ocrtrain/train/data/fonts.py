@@ -79,12 +79,28 @@ def _drawable(fonts: Sequence[str], chars: str, what: str) -> list[str]:
     return out
 
 
+def usable_fonts(
+    names: Sequence[str], what: str, chars: str = "", warn_missing: bool = False
+) -> list[str]:
+    """The fonts of `names` that are installed and can draw every character of `chars`.
+
+    A font that cannot draw them is logged; one that is not installed only with
+    `warn_missing` (fonts a user named, not the optional packages of the config).
+    """
+    found = resolve_fonts(names)
+    if warn_missing:
+        for name in names:
+            if name != BUNDLED and name not in _installed() and not os.path.isfile(name):
+                log.warning("%s font %s is not installed: not used", what, name)
+    return _drawable(found, chars, what)
+
+
 def pick_fonts(
     names: Sequence[str], fallback: Sequence[str], what: str, chars: str = ""
 ) -> list[str]:
     """The fonts of `names` that are installed and can draw every character of `chars`, else
     those of `fallback` (logged: the split then differs by size and degradation only)."""
-    fonts = _drawable(resolve_fonts(names), chars, what)
+    fonts = usable_fonts(names, what, chars)
     if not fonts:
         fonts = _drawable(resolve_fonts(fallback), chars, what) or [BUNDLED]
         log.warning("none of the %s fonts is installed and usable; using %s instead", what, fonts)
