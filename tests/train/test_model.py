@@ -9,9 +9,19 @@ from torch import nn
 from ocrtrain.train.models.crnn import CRNN, BiLSTM
 
 
-@pytest.mark.parametrize("stem", ["pool", "stride"])
-def test_frames_match_output_lengths(stem: str) -> None:
-    net = CRNN(10, height=32, channels=(4, 8, 8, 8), hidden=8, lstm_layers=1, stem=stem).eval()
+@pytest.mark.parametrize(
+    ("stem", "height_pool"), [("pool", "max"), ("stride", "max"), ("stride", "stride")]
+)
+def test_frames_match_output_lengths(stem: str, height_pool: str) -> None:
+    net = CRNN(
+        10,
+        height=32,
+        channels=(4, 8, 8, 8),
+        hidden=8,
+        lstm_layers=1,
+        stem=stem,
+        height_pool=height_pool,
+    ).eval()
     for width in (8, 12, 100, 180):  # collate pads batches to a multiple of 4
         widths = torch.tensor([width, max(1, width - 5)])
         with torch.no_grad():
@@ -23,6 +33,8 @@ def test_frames_match_output_lengths(stem: str) -> None:
 def test_unknown_stem_is_refused() -> None:
     with pytest.raises(ValueError, match="stem"):
         CRNN(10, stem="bogus")
+    with pytest.raises(ValueError, match="height_pool"):
+        CRNN(10, height_pool="bogus")
 
 
 @pytest.mark.parametrize("layers", [1, 2])

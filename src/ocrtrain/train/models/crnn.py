@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 
-def _block(cin: int, cout: int, pool: tuple[int, int] | None, stride: int = 1) -> list[nn.Module]:
+def _block(
+    cin: int, cout: int, pool: tuple[int, int] | None, stride: int | tuple[int, int] = 1
+) -> list[nn.Module]:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(cout),
@@ -77,16 +79,23 @@ class CRNN(nn.Module):
         lstm_layers: int = 2,
         dropout: float = 0.1,
         stem: str = "pool",
+        height_pool: str = "max",
     ) -> None:
         """`stem="stride"`: the first two convolutions have stride 2 instead of being followed
         by a (2, 2) max-pool: the same output shape for ~25% less CPU per line (no full-
         resolution conv, batch norm and pool). `"pool"` is the original layout (old checkpoints).
+
+        `height_pool="stride"`: the last two convolutions halve the height with a (2, 1) stride
+        instead of a (2, 1) max-pool after them: they compute half the rows, and no pool runs.
+        `"max"` is the original layout (old checkpoints).
         """
         super().__init__()
         if height % 16:
             raise ValueError("height must be a multiple of 16")
         if stem not in ("pool", "stride"):
             raise ValueError("stem must be 'pool' or 'stride'")
+        if height_pool not in ("max", "stride"):
+            raise ValueError("height_pool must be 'max' or 'stride'")
         c1, c2, c3, c4 = channels
         pools: list[tuple[int, int]] = [(2, 2), (2, 2), (2, 1), (2, 1)]
         first = (
@@ -94,12 +103,12 @@ class CRNN(nn.Module):
             if stem == "pool"
             else [*_block(1, c1, None, stride=2), *_block(c1, c2, None, stride=2)]
         )
-        self.cnn = nn.Sequential(
-            *first,
-            *_block(c2, c3, None),
-            *_block(c3, c3, pools[2]),
-            *_block(c3, c4, pools[3]),
+        last = (
+            [*_block(c3, c3, pools[2]), *_block(c3, c4, pools[3])]
+            if height_pool == "max"
+            else [*_block(c3, c3, None, stride=(2, 1)), *_block(c3, c4, None, stride=(2, 1))]
         )
+        self.cnn = nn.Sequential(*first, *_block(c2, c3, None), *last)
         feat = c4 * (height // 16)
         self.proj = nn.Linear(feat, hidden)
         self.rnn = BiLSTM(hidden, hidden, lstm_layers, dropout if lstm_layers > 1 else 0.0)
