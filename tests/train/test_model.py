@@ -59,3 +59,13 @@ def test_bilstm_matches_a_packed_bidirectional_lstm(layers: int) -> None:
     for b, n in enumerate(lengths.tolist()):
         assert torch.allclose(got[:n, b], expected[:n, b], atol=1e-5)
         assert torch.allclose(again[:n, b], got[:n, b], atol=1e-6)
+
+
+@pytest.mark.parametrize("widths_device", ["meta", "cpu"])
+def test_forward_stays_on_the_inputs_device(widths_device: str) -> None:
+    # "meta" stands in for CUDA: a tensor made on (or copied to) the CPU inside forward fails.
+    model = CRNN(num_classes=10, channels=(4, 4, 4, 4), hidden=4).to("meta")
+    images = torch.zeros(2, 1, 32, 100, device="meta")
+    widths = torch.tensor([100, 60], device=widths_device)
+    assert model(images, widths).device.type == "meta"
+    assert model(images).device.type == "meta"

@@ -53,8 +53,8 @@ class BiLSTM(nn.Module):
         """(T, B, size) -> (T, B, 2 * hidden); `lengths` (B,) are the real frames per line."""
         steps, batch = x.shape[:2]
         if lengths is None:
-            lengths = torch.full((batch,), steps, dtype=torch.long)
-        index = reverse_within(lengths, steps)[:, :, None]
+            lengths = torch.full((batch,), steps, dtype=torch.long, device=x.device)
+        index = reverse_within(lengths.to(x.device), steps)[:, :, None]
         for i, (fwd, bwd) in enumerate(zip(self.fwd, self.bwd, strict=True)):
             if i:
                 x = self.drop(x)
@@ -125,7 +125,7 @@ class CRNN(nn.Module):
         b, c, h, w = f.shape
         f = f.permute(3, 0, 1, 2).reshape(w, b, c * h)
         f = torch.relu(self.proj(f))
-        lengths = None if widths is None else self.output_lengths(widths.cpu()).clamp(1, w)
+        lengths = None if widths is None else self.output_lengths(widths).clamp(1, w)
         return self.head(self.drop(self.rnn(f, lengths)))
 
     @classmethod
