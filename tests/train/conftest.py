@@ -73,6 +73,22 @@ class TrainProc:
         wait_until(lambda: not alive(self.seen), timeout=timeout, what="no process left")
 
 
+def trainer_pid(p: TrainProc) -> int:
+    """The trainer: the supervisor's descendant running runners/train.py without workers' mark."""
+
+    def find() -> int | None:
+        for pid in p.track():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(c.endswith(b"runners/train.py") for c in cmd) and descendants(pid):
+                return pid
+        return None
+
+    return wait_until(find, timeout=120, interval=0.05, what="the trainer and its workers")
+
+
 @pytest.fixture
 def start_train(tmp_path: Path) -> Iterator[object]:
     procs: list[TrainProc] = []

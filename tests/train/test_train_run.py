@@ -18,28 +18,12 @@ import pytest
 import torch
 
 from helpers import REPO, wait_until
-from train.conftest import SMOKE, TrainProc, descendants, last_metric_step
+from train.conftest import SMOKE, descendants, last_metric_step, trainer_pid
 
 pytestmark = pytest.mark.slow
 
 EPOCHS, BATCHES = 3, 6
 RUN = [*SMOKE, f"trainer.max_epochs={EPOCHS}", f"data.train.batches_per_epoch={BATCHES}"]
-
-
-def _trainer_pid(p: TrainProc) -> int:
-    """The trainer: the supervisor's descendant running runners/train.py without workers' mark."""
-
-    def find() -> int | None:
-        for pid in p.track():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(c.endswith(b"runners/train.py") for c in cmd) and descendants(pid):
-                return pid
-        return None
-
-    return wait_until(find, timeout=120, interval=0.05, what="the trainer and its workers")
 
 
 def _global_step(ckpt: Path) -> int:
@@ -52,7 +36,7 @@ def _ckpt_dir(outputs: Path, experiment: str) -> Path:
 
 def test_smoke_training_under_the_supervisor(start_train, ocrtrain_home: Path, tmp_path: Path):
     p = start_train(RUN)
-    _trainer_pid(p)
+    trainer_pid(p)
     rc, out = p.wait(timeout=180)
     assert rc == 0, out
     p.assert_no_survivors()
@@ -94,7 +78,7 @@ def test_sigint_saves_and_resume_auto_reaches_the_same_step(start_train, tmp_pat
     outputs = tmp_path / "outputs"
     run = [*RUN, "experiment_name=resume", "callbacks.checkpoint.every_n_train_steps=1000"]
     p = start_train(run, outputs)
-    _trainer_pid(p)
+    trainer_pid(p)
     metrics = lambda: next(outputs.glob("resume/runs/*/metrics.jsonl"), None)  # noqa: E731
     wait_until(
         lambda: metrics() and 2 <= last_metric_step(metrics()) < BATCHES,
@@ -122,7 +106,7 @@ def test_sigkill_during_a_checkpoint_save_leaves_a_loadable_last(start_train, tm
     outputs = tmp_path / "outputs"
     run = [*RUN, "experiment_name=kill", "callbacks.checkpoint.test_delay_s=2.0"]
     p = start_train(run, outputs)
-    trainer = _trainer_pid(p)
+    trainer = trainer_pid(p)
     ckpts = _ckpt_dir(outputs, "kill")
     wait_until(lambda: (ckpts / "last.ckpt").is_file(), timeout=120, what="a first last.ckpt")
     wait_until(lambda: list(ckpts.glob("*.tmp-*")), timeout=120, what="a save in progress")
@@ -144,7 +128,7 @@ def test_a_second_sigterm_stops_at_once_even_mid_save(start_train, tmp_path: Pat
         "callbacks.checkpoint.test_delay_s=30",
     ]
     p = start_train(run, outputs)
-    trainer = _trainer_pid(p)
+    trainer = trainer_pid(p)
     ckpts = _ckpt_dir(outputs, "twice")
     metrics = lambda: next(outputs.glob("twice/runs/*/metrics.jsonl"), None)  # noqa: E731
     wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=120)
@@ -169,7 +153,7 @@ def test_sigusr1_saves_a_checkpoint_and_training_goes_on(start_train, tmp_path: 
         "callbacks.checkpoint.every_n_train_steps=1000",
     ]
     p = start_train(run, outputs)
-    trainer = _trainer_pid(p)
+    trainer = trainer_pid(p)
     last = _ckpt_dir(outputs, "usr1") / "last.ckpt"
     metrics = lambda: next(outputs.glob("usr1/runs/*/metrics.jsonl"), None)  # noqa: E731
     wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=120)
