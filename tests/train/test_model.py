@@ -9,13 +9,14 @@ from torch import nn
 from ocrtrain.train.models.crnn import CRNN, BiLSTM
 
 
+@pytest.mark.parametrize("height", [32, 24, 40])
 @pytest.mark.parametrize(
     ("stem", "height_pool"), [("pool", "max"), ("stride", "max"), ("stride", "stride")]
 )
-def test_frames_match_output_lengths(stem: str, height_pool: str) -> None:
+def test_frames_match_output_lengths(stem: str, height_pool: str, height: int) -> None:
     net = CRNN(
         10,
-        height=32,
+        height=height,
         channels=(4, 8, 8, 8),
         hidden=8,
         lstm_layers=1,
@@ -25,7 +26,7 @@ def test_frames_match_output_lengths(stem: str, height_pool: str) -> None:
     for width in (8, 12, 100, 180):  # collate pads batches to a multiple of 4
         widths = torch.tensor([width, max(1, width - 5)])
         with torch.no_grad():
-            out = net(torch.zeros(2, 1, 32, width), widths)
+            out = net(torch.zeros(2, 1, height, width), widths)
         assert out.shape == (width // 4, 2, 10)
         assert int(CRNN.output_lengths(widths).max()) == out.shape[0]
 
@@ -35,6 +36,8 @@ def test_unknown_stem_is_refused() -> None:
         CRNN(10, stem="bogus")
     with pytest.raises(ValueError, match="height_pool"):
         CRNN(10, height_pool="bogus")
+    with pytest.raises(ValueError, match="height must be at least 16"):
+        CRNN(10, height=12)
 
 
 @pytest.mark.parametrize("layers", [1, 2])

@@ -88,10 +88,12 @@ class CRNN(nn.Module):
         `height_pool="stride"`: the last two convolutions halve the height with a (2, 1) stride
         instead of a (2, 1) max-pool after them: they compute half the rows, and no pool runs.
         `"max"` is the original layout (old checkpoints).
+
+        `height`: at least 16 px; the four height halvings leave `out_height` rows of features.
         """
         super().__init__()
-        if height % 16:
-            raise ValueError("height must be a multiple of 16")
+        if height < 16:
+            raise ValueError("height must be at least 16")
         if stem not in ("pool", "stride"):
             raise ValueError("stem must be 'pool' or 'stride'")
         if height_pool not in ("max", "stride"):
@@ -109,7 +111,7 @@ class CRNN(nn.Module):
             else [*_block(c3, c3, None, stride=(2, 1)), *_block(c3, c4, None, stride=(2, 1))]
         )
         self.cnn = nn.Sequential(*first, *_block(c2, c3, None), *last)
-        feat = c4 * (height // 16)
+        feat = c4 * self.out_height(height, stem, height_pool)
         self.proj = nn.Linear(feat, hidden)
         self.rnn = BiLSTM(hidden, hidden, lstm_layers, dropout if lstm_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
@@ -127,6 +129,14 @@ class CRNN(nn.Module):
         f = torch.relu(self.proj(f))
         lengths = None if widths is None else self.output_lengths(widths).clamp(1, w)
         return self.head(self.drop(self.rnn(f, lengths)))
+
+    @staticmethod
+    def out_height(height: int, stem: str = "pool", height_pool: str = "max") -> int:
+        """Feature rows left after the CNN: a 3x3 stride-2 convolution keeps ceil(h / 2) rows,
+        a max-pool floor(h / 2)."""
+        for strided in (stem == "stride",) * 2 + (height_pool == "stride",) * 2:
+            height = -(-height // 2) if strided else height // 2
+        return height
 
     @classmethod
     def output_lengths(cls, widths: torch.Tensor) -> torch.Tensor:
