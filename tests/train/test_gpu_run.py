@@ -1,6 +1,7 @@
 """On an NVIDIA GPU: a supervised run trains on CUDA, `ocrtrain ps --json` shows the trainer's
-GPU memory (read per process through NVML), and a SIGKILL of the trainer frees that memory and
-leaves no process of the run behind.
+GPU memory (read per process through NVML), the supervisor's resource samples record it
+(through `nvidia-smi`), and a SIGKILL of the trainer frees that memory and leaves no process
+of the run behind.
 
 Skipped where NVML sees no GPU (CI, laptops); run on a machine with one:
 `pytest -m gpu tests/train/test_gpu_run.py`.
@@ -20,6 +21,7 @@ import torch
 
 from helpers import alive, ocrtrain, wait_until
 from ocrtrain.monitor import gpu
+from ocrtrain.procman.journal import Journal
 from train.conftest import SMOKE, TrainProc, trainer_pid
 
 
@@ -69,7 +71,7 @@ def test_training_on_cuda_finishes_with_checkpoints(start_train, ocrtrain_home: 
     assert {r["split"] for r in records} == {"train", "val", "test"}
 
 
-def test_trainer_gpu_memory_is_listed_and_freed_after_sigkill(start_train):
+def test_trainer_gpu_memory_is_listed_and_freed_after_sigkill(start_train, ocrtrain_home: Path):
     baseline = _used_bytes()
     p: TrainProc = start_train([*GPU_SMOKE, "trainer.max_epochs=100000"])
     trainer = trainer_pid(p)
@@ -81,9 +83,17 @@ def test_trainer_gpu_memory_is_listed_and_freed_after_sigkill(start_train):
     view = wait_until(on_gpu, timeout=120, interval=0.5, what="the trainer's GPU memory in ps")
     assert view["role"] == "trainer", view
     members = p.track()
+    journal = Journal(ocrtrain_home)
+
+    def gpu_sample() -> int | None:
+        samples = journal.samples(view["run_id"])
+        return samples[-1].gpu_bytes if samples and samples[-1].gpu_bytes else None
+
+    sampled = wait_until(gpu_sample, timeout=30, interval=0.5, what="a GPU memory sample")
     print(
         f"trainer {trainer}: {view['gpu_mem_bytes'] / 2**20:.0f} MiB on the GPU (NVML), "
-        f"device use {(_used_bytes() - baseline) / 2**20:.0f} MiB above the baseline"
+        f"device use {(_used_bytes() - baseline) / 2**20:.0f} MiB above the baseline, "
+        f"supervisor's sample {sampled / 2**20:.0f} MiB (nvidia-smi)"
     )
 
     t0 = time.monotonic()
