@@ -47,7 +47,14 @@ def test_smoke_training_under_the_supervisor(start_train, ocrtrain_home: Path, t
     assert _global_step(ckpts / "last.ckpt") == EPOCHS * BATCHES
     records = [json.loads(x) for x in Path(art["metrics"]).read_text().splitlines()]
     assert {r["split"] for r in records} == {"train", "val", "test"}
+    # One validation record per epoch and the test record, each with its own epoch's scores.
+    val = [r for r in records if r["split"] == "val"]
+    assert [r["step"] for r in val] == [BATCHES * (e + 1) for e in range(EPOCHS)]
+    assert all("val/cer" in r and "val/line_acc" in r for r in val), val
+    test = [r for r in records if r["split"] == "test"]
+    assert len(test) == 1 and "test/cer" in test[0] and "test/line_acc" in test[0], test
     assert "train epoch" in out and "\r" not in out  # plain progress lines when not a TTY
+    assert f"val   epoch 1 step {BATCHES} cer" in out and "test  cer" in out
 
     # Use the model: predict prints one line per image in order; eval prints CER and accuracy.
     data = tmp_path / "lines"

@@ -123,7 +123,11 @@ class GracefulSignals(Callback):
 
 
 class MetricsJsonl(Callback):
-    """Appends one JSON object per logged train step and per validation/test epoch."""
+    """Appends one JSON object per logged train step and per validation/test epoch.
+
+    Validation and test records are written at `on_validation_end` / `on_test_end`: the
+    epoch-end hooks of callbacks run before the module's, whose CER is then not logged yet.
+    """
 
     def __init__(self, path: str, every_n_steps: int = 10) -> None:
         self.path = Path(path)
@@ -168,7 +172,7 @@ class MetricsJsonl(Callback):
             }
         )
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         self._write(
@@ -181,7 +185,7 @@ class MetricsJsonl(Callback):
             }
         )
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._write(
             {
                 "time": time.time(),
@@ -242,7 +246,7 @@ class PlainProgress(Callback):
             f"{loss_s} {rate:.2f} steps/s eta {_fmt_duration(eta)}"
         )
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         m = trainer.callback_metrics
@@ -252,7 +256,7 @@ class PlainProgress(Callback):
                 f" cer {float(m['val/cer']):.4f} line_acc {float(m['val/line_acc']):.4f}"
             )
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         m = trainer.callback_metrics
         if "test/cer" in m:
             self._emit(
