@@ -17,7 +17,9 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 
 from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temps
 
@@ -64,6 +66,10 @@ class GracefulSignals(Callback):
 
     Installed before `fit` and again at `on_train_start`, after Lightning has put its own
     SIGTERM handler in place, so these semantics win.
+
+    In a distributed run the ranks agree after every training batch (one small all-reduce):
+    a signal that reached any rank (the supervisor signals the trainer, rank 0) stops or
+    saves all of them at the same step, as a checkpoint save is collective.
     """
 
     STOP = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -95,7 +101,8 @@ class GracefulSignals(Callback):
             os.write(2, b"\nsecond stop signal: exiting now\n")
             os._exit(128 + signum)
         self.stop_signal = signum
-        os.write(2, b"\nstop requested: saving a checkpoint after this batch\n")
+        if rank_zero_only.rank == 0:  # every rank of a terminal's foreground group gets it
+            os.write(2, b"\nstop requested: saving a checkpoint after this batch\n")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.install()
@@ -104,22 +111,42 @@ class GracefulSignals(Callback):
         for ckpt in trainer.checkpoint_callbacks:
             if isinstance(ckpt, AtomicModelCheckpoint) and ckpt.save_last and ckpt.dirpath:
                 trainer.save_checkpoint(str(ckpt.last_path))
-                log.warning("saved %s at step %d", ckpt.last_path, trainer.global_step)
+                if trainer.is_global_zero:
+                    log.warning("saved %s at step %d", ckpt.last_path, trainer.global_step)
                 return
 
+    def _agreed(self, trainer: L.Trainer) -> tuple[int, bool]:
+        """(stop signal or 0, save requested), the same on every rank."""
+        stop, save = self.stop_signal or 0, self.save_requested
+        if trainer.world_size > 1:
+            flags = torch.tensor([stop, int(save)], device=trainer.strategy.root_device)
+            stop, saved = trainer.strategy.reduce(flags, reduce_op="max").tolist()
+            save = bool(saved)
+        return int(stop), save
+
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.save_requested:
+        stop, save = self._agreed(trainer)
+        if save and not stop:
             self.save_requested = False
             self._save(trainer)
-        if self.stop_signal is not None:
+        if stop:
             self._save(trainer)
-            raise TrainingInterrupted(self.stop_signal)
+            raise TrainingInterrupted(stop)
 
     def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.stop_signal is not None and not trainer.sanity_checking:
-            # Mid-validation there is no batch of training to keep: the run resumes from the
-            # previous `last.ckpt` (periodic or end of epoch) and redoes at most that much.
-            raise TrainingInterrupted(self.stop_signal)
+        # Mid-validation there is no batch of training to keep: the run resumes from the
+        # previous `last.ckpt` (periodic or end of epoch) and redoes at most that much. Ranks
+        # may score different numbers of batches, so distributed runs stop after validation.
+        stopping = self.stop_signal is not None and not trainer.sanity_checking
+        if stopping and trainer.world_size == 1:
+            raise TrainingInterrupted(self.stop_signal or 0)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1 and not trainer.sanity_checking:
+            stop, _ = self._agreed(trainer)
+            if stop:
+                self._save(trainer)
+                raise TrainingInterrupted(stop)
 
 
 class MetricsJsonl(Callback):
@@ -135,6 +162,7 @@ class MetricsJsonl(Callback):
         self._t0 = time.monotonic()
         self._lines = 0
 
+    @rank_zero_only
     def _write(self, record: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
@@ -213,6 +241,7 @@ class PlainProgress(Callback):
         self._reported = -1  # the global step of the last report
 
     @staticmethod
+    @rank_zero_only
     def _emit(line: str) -> None:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()

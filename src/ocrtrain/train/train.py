@@ -21,6 +21,8 @@ from ocrtrain.train.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
+RANKS_OUTPUT_DIR = "OCRTRAIN_RANKS_OUTPUT_DIR"  # rank 0's output folder, for the other ranks
+
 
 @dataclass
 class TrainResult:
@@ -44,6 +46,15 @@ def _resume_path(cfg: Any, ckpt_dir: Path) -> Path | None:
     if not path.is_file():
         raise CheckpointError(f"resume checkpoint not found: {path}")
     return path
+
+
+def _shared_output_dir(composed: Path) -> Path:
+    """Rank 0's output folder in the ranks Lightning starts (each would compose its own
+    `${now:}` time stamp): one run, one folder."""
+    inherited = os.environ.get(RANKS_OUTPUT_DIR)
+    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(inherited)
+    return composed
 
 
 def write_artifacts(output_dir: Path, metrics: Path, ckpt_dir: Path) -> None:
@@ -87,6 +98,7 @@ def train(cfg: Any) -> TrainResult:
     """Fit (and test) the model described by the resolved config `cfg`."""
     import lightning as L
     from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import OmegaConf
 
     from ocrtrain.train.callbacks import GracefulSignals, PlainProgress, TrainingInterrupted
@@ -94,7 +106,8 @@ def train(cfg: Any) -> TrainResult:
 
     # Lightning's own use of a torch API that torch deprecated: nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    output_dir = Path(cfg.paths.output_dir).resolve()
+    output_dir = _shared_output_dir(Path(cfg.paths.output_dir).resolve())
+    rank_zero = rank_zero_only.rank == 0
     ckpt_dir = Path(cfg.paths.ckpt_dir).resolve()
     ckpt_path = _resume_path(cfg, ckpt_dir)
 
@@ -108,7 +121,8 @@ def train(cfg: Any) -> TrainResult:
     model = build(cfg.model)
     if ckpt_path is not None:
         check_compatible(read_checkpoint(ckpt_path), dict(model.hparams), ckpt_path)
-        log.warning("resuming from %s", ckpt_path)
+        if rank_zero:
+            log.warning("resuming from %s", ckpt_path)
 
     bar = _use_bar(str(cfg.progress))
     callbacks: list[Any] = []
@@ -124,12 +138,15 @@ def train(cfg: Any) -> TrainResult:
     if bar:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config.yaml")
     metrics_path = output_dir / "metrics.jsonl"
-    write_artifacts(output_dir, metrics_path, ckpt_dir)
-    log.info("run output: %s", output_dir)
+    if rank_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, output_dir / "config.yaml")
+        write_artifacts(output_dir, metrics_path, ckpt_dir)
+        log.info("run output: %s", output_dir)
+        # Ranks that Lightning starts for multi-device training inherit this environment.
+        os.environ[RANKS_OUTPUT_DIR] = str(output_dir)
 
     trainer = build(
         cfg.trainer,
@@ -150,7 +167,8 @@ def train(cfg: Any) -> TrainResult:
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
             result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     except TrainingInterrupted as exc:
-        log.warning("%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, ckpt_dir)
+        if rank_zero:
+            log.warning("%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, ckpt_dir)
         result.exit_code = 128 + exc.signum
     finally:
         if signals is not None:

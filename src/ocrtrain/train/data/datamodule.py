@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.folder import LabelFolder
 from ocrtrain.train.data.fonts import pick_fonts
-from ocrtrain.train.data.synth import EpochSampler, LengthBuckets, SynthLines
+from ocrtrain.train.data.synth import EpochSampler, LengthBuckets, ShardSampler, SynthLines
 from ocrtrain.train.data.transforms import collate
 from ocrtrain.train.data.workers import worker_init
 from ocrtrain.train.errors import ConfigError
@@ -75,12 +75,14 @@ class OCRDataModule(L.LightningDataModule):
         self.bucket_batches = bucket_batches  # length bucketing of synthetic training batches
         specs = {"train": train, "val": val, "test": test, "predict": predict}
         self.datasets: dict[str, Dataset[Any]] = {}
+        self.seeds: dict[str, int] = {}  # per split: shuffling and synthetic lines
         for split, spec in specs.items():
             if spec:
                 self.datasets[split] = self._build(split, dict(spec))
 
     def _build(self, split: str, spec: dict[str, Any]) -> Dataset[Any]:
         kind = spec.get("kind", "synth")
+        self.seeds[split] = int(spec.get("seed", 0))
         if kind == "folder":
             if not spec.get("path"):
                 raise ConfigError(f"data.{split}.path must name a labels.tsv folder")
@@ -111,20 +113,41 @@ class OCRDataModule(L.LightningDataModule):
             short_chars=int(spec.get("short_chars", 16)),
         )
 
+    def _rank_world(self) -> tuple[int, int]:
+        """This process's rank and the number of ranks (0, 1 outside distributed training)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Any]:
         dataset = self.datasets.get(split)
         if dataset is None:
             raise ConfigError(f"no data.{split} split is configured")
         kwargs = loader_kwargs(self.loaders.get(split))
+        rank, world = self._rank_world()
         if isinstance(dataset, SynthLines) and dataset.size is None:
             batches = LengthBuckets(
-                EpochSampler(self.train_samples),
+                EpochSampler(self.train_samples, rank, world),
                 self.batch_size,
                 dataset.text_length,
                 self.bucket_batches,
                 seed=dataset.seed,
             )
             return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, **kwargs)
+        if world > 1:
+            size = len(dataset)  # type: ignore[arg-type]
+            # Training: every rank the same number of shuffled lines (a few repeated to even
+            # them out, or DDP would wait on a rank that ran out). Scoring: each line once,
+            # on one rank; the module sums the counts over ranks.
+            share: Sampler[int] = (
+                DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seeds[split])
+                if shuffle
+                else ShardSampler(size, rank, world)
+            )
+            return DataLoader(
+                dataset, batch_size=self.batch_size, sampler=share, collate_fn=collate, **kwargs
+            )
         return DataLoader(
             dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate, **kwargs
         )

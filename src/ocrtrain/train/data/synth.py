@@ -95,14 +95,20 @@ class SynthLines(Dataset[Sample]):
 
 
 class EpochSampler(Sampler[int]):
-    """Indices `[epoch*n, (epoch+1)*n)`: new lines every epoch, the same ones on a rerun.
+    """Indices `[k*n, (k+1)*n)` with `k = epoch * world_size + rank`: new lines every epoch,
+    different ones on every rank of a distributed run, the same ones on a rerun.
 
     Lightning calls `set_epoch` before each epoch (also after a resume), so the data seen
-    depends on the epoch only, not on how often the run was interrupted.
+    depends on the epoch only, not on how often the run was interrupted. Every rank draws
+    `num_samples` lines an epoch, so all ranks run the same number of steps.
     """
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside a world of {world_size}")
         self.num_samples = num_samples
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -112,8 +118,27 @@ class EpochSampler(Sampler[int]):
         return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        start = self.epoch * self.num_samples
+        start = (self.epoch * self.world_size + self.rank) * self.num_samples
         return iter(range(start, start + self.num_samples))
+
+
+class ShardSampler(Sampler[int]):
+    """Every `world_size`-th index from `rank`, in order: a rank's share of a finite split.
+
+    Unlike torch's DistributedSampler nothing is repeated to even out the shares, so the
+    ranks' summed scores count each line once.
+    """
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside a world of {world_size}")
+        self.size, self.rank, self.world_size = size, rank, world_size
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.size, self.world_size))
 
 
 class LengthBuckets(Sampler[list[int]]):
