@@ -183,6 +183,8 @@ def _errors(out: str) -> list[str]:
         (["trainer.bogus=1"], "bogus"),
         (["trainer.max_epochs=ten"], "expected int"),
         (["data.test.kind=folder", "data.test.path=/nonexistent/lines"], "data folder not found"),
+        (["+trainer.strategy=bogus"], "invalid strategy name"),  # refused by Lightning itself
+        (["data.height=8"], "height must be at least 16"),
     ],
 )
 def test_bad_training_input_is_one_error_and_exit_2(

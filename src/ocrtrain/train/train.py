@@ -138,6 +138,15 @@ def train(cfg: Any) -> TrainResult:
     if bar:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
 
+    # The trainer too validates input (strategy, accelerator): build it before writing.
+    trainer = build(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=bar,
+        default_root_dir=str(output_dir),
+    )
+
     metrics_path = output_dir / "metrics.jsonl"
     if rank_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -148,13 +157,6 @@ def train(cfg: Any) -> TrainResult:
         # Ranks that Lightning starts for multi-device training inherit this environment.
         os.environ[RANKS_OUTPUT_DIR] = str(output_dir)
 
-    trainer = build(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=bar,
-        default_root_dir=str(output_dir),
-    )
     signals = next((c for c in callbacks if isinstance(c, GracefulSignals)), None)
     if signals is not None:
         signals.install()
