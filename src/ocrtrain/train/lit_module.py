@@ -91,18 +91,11 @@ class OCRLitModule(L.LightningModule):
     def _eval_end(self, split: str) -> None:
         """Log CER and line accuracy of the whole split: in a distributed run each rank scored
         its share, so the counts (not the ratios) are summed over ranks first."""
-        score = self.scores.pop(split, TextScore())
-        counts = torch.tensor(
-            [score.edits, score.chars, score.correct, score.lines], device=self.device
-        )
-        edits, chars, correct, lines = self.trainer.strategy.reduce(
-            counts, reduce_op="sum"
-        ).tolist()
+        local = torch.tensor(self.scores.pop(split, TextScore()).counts(), device=self.device)
+        score = TextScore(*self.trainer.strategy.reduce(local, reduce_op="sum").tolist())
         # The values are now the same on every rank; sync_dist only tells Lightning so.
-        self.log(f"{split}/cer", edits / max(chars, 1), prog_bar=True, sync_dist=True)
-        self.log(
-            f"{split}/line_acc", correct / max(lines, 1), prog_bar=split == "val", sync_dist=True
-        )
+        self.log(f"{split}/cer", score.cer, prog_bar=True, sync_dist=True)
+        self.log(f"{split}/line_acc", score.line_acc, prog_bar=split == "val", sync_dist=True)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step("val", batch)

@@ -21,11 +21,15 @@ def edit_distance(a: str, b: str) -> int:
 class TextScore:
     """Accumulates edits, reference characters and exact lines."""
 
-    def __init__(self) -> None:
-        self.edits = 0
-        self.chars = 0
-        self.lines = 0
-        self.correct = 0
+    def __init__(self, edits: int = 0, chars: int = 0, correct: int = 0, lines: int = 0) -> None:
+        self.edits = edits
+        self.chars = chars
+        self.correct = correct
+        self.lines = lines
+
+    def counts(self) -> list[int]:
+        """(edits, chars, correct, lines): what adds up across shards; `TextScore(*counts)`."""
+        return [self.edits, self.chars, self.correct, self.lines]
 
     def update(self, predictions: Iterable[str], references: Iterable[str]) -> None:
         for p, r in zip(predictions, references, strict=True):

@@ -94,6 +94,11 @@ class SynthLines(Dataset[Sample]):
         return tensor, text, self.charset.encode(text)
 
 
+def _check_rank(rank: int, world_size: int) -> None:
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside a world of {world_size}")
+
+
 class EpochSampler(Sampler[int]):
     """Indices `[k*n, (k+1)*n)` with `k = epoch * world_size + rank`: new lines every epoch,
     different ones on every rank of a distributed run, the same ones on a rerun.
@@ -104,8 +109,7 @@ class EpochSampler(Sampler[int]):
     """
 
     def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside a world of {world_size}")
+        _check_rank(rank, world_size)
         self.num_samples = num_samples
         self.rank = rank
         self.world_size = world_size
@@ -130,8 +134,7 @@ class ShardSampler(Sampler[int]):
     """
 
     def __init__(self, size: int, rank: int = 0, world_size: int = 1) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside a world of {world_size}")
+        _check_rank(rank, world_size)
         self.size, self.rank, self.world_size = size, rank, world_size
 
     def __len__(self) -> int:
