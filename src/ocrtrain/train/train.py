@@ -124,6 +124,7 @@ def train(cfg: Any) -> TrainResult:
         if rank_zero:
             log.warning("resuming from %s", ckpt_path)
 
+    metrics_path = output_dir / "metrics.jsonl"
     bar = _use_bar(str(cfg.progress))
     callbacks: list[Any] = []
     for name, spec in cfg.callbacks.items():
@@ -133,7 +134,7 @@ def train(cfg: Any) -> TrainResult:
         if bar and isinstance(cb, PlainProgress):
             continue
         if name == "metrics":
-            cb.path = output_dir / "metrics.jsonl"
+            cb.path = metrics_path
         callbacks.append(cb)
     if bar:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
@@ -147,7 +148,6 @@ def train(cfg: Any) -> TrainResult:
         default_root_dir=str(output_dir),
     )
 
-    metrics_path = output_dir / "metrics.jsonl"
     if rank_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
