@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from ocrtrain.train.config import compose, config_dir, cpu_precision
 from ocrtrain.train.errors import ConfigError
+from ocrtrain.train.train import build
 
 GROUP_OPTIONS = [
     (group, p.stem)
@@ -75,6 +76,30 @@ def test_overrides_apply_on_top_of_debug_smoke() -> None:
 def test_config_mistakes_are_one_line(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         compose(overrides)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.batch_size=0"], "data.batch_size must be at least 1, not 0"),
+        (["data.train.batches_per_epoch=0"], "data.train.batches_per_epoch must be at least 1"),
+        (["data.test.size=0"], "data.test.size must be at least 1"),
+        (["data.max_width=4"], "data.max_width must be at least 8"),
+        (["data.width_scale=0"], "data.width_scale must be above 0"),
+        (["dataloaders.train.num_workers=-1"], "dataloaders.train.num_workers must be at least 0"),
+        (["dataloaders.val.prefetch_factor=0"], "dataloaders.val.prefetch_factor must be at"),
+        (["model.lr=-0.1"], "model.lr must be above 0"),
+        (["model.pct_start=1"], "model.pct_start must be between 0 and 1"),
+        (["model.scheduler=cosine"], "model.scheduler must be one of onecycle, constant"),
+    ],
+)
+def test_values_out_of_range_are_refused_when_built(overrides: list[str], message: str) -> None:
+    """Caught while data and model are built, i.e. before a run writes anything."""
+    cfg = compose(["debug=smoke", *overrides])
+    with pytest.raises(ConfigError, match=message) as info:
+        build(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders))
+        build(cfg.model)
     assert "\n" not in str(info.value)
 
 

@@ -185,6 +185,8 @@ def _errors(out: str) -> list[str]:
         (["data.test.kind=folder", "data.test.path=/nonexistent/lines"], "data folder not found"),
         (["+trainer.strategy=bogus"], "invalid strategy name"),  # refused by Lightning itself
         (["data.height=8"], "height must be at least 16"),
+        (["data.batch_size=0"], "data.batch_size must be at least 1"),
+        (["trainer.max_epochs=-1"], "needs a finite run"),
     ],
 )
 def test_bad_training_input_is_one_error_and_exit_2(

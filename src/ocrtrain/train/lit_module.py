@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ocrtrain.train.data.charset import Charset
+from ocrtrain.train.errors import ConfigError
 from ocrtrain.train.metrics import TextScore
 from ocrtrain.train.models.crnn import CRNN
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 MODEL_KIND = "ocrtrain.crnn-ctc"
 FORMAT_VERSION = 2  # 2: BiLSTM as two unpacked directions (crnn.BiLSTM)
+# onecycle: warm-up then cosine decay over the whole run (needs a finite run); constant: `lr`.
+SCHEDULERS = ("onecycle", "constant")
 
 
 class OCRLitModule(L.LightningModule):
@@ -39,6 +42,14 @@ class OCRLitModule(L.LightningModule):
         scheduler: str = "onecycle",
     ) -> None:
         super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(
+                f"model.scheduler must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}"
+            )
+        if lr <= 0:
+            raise ConfigError(f"model.lr must be above 0, not {lr}")
+        if not 0 < pct_start < 1:
+            raise ConfigError(f"model.pct_start must be between 0 and 1, not {pct_start}")
         net = dict(net or {})
         self.save_hyperparameters(
             {

@@ -57,6 +57,16 @@ def _shared_output_dir(composed: Path) -> Path:
     return composed
 
 
+def _check_finite(cfg: Any) -> None:
+    """The one-cycle schedule spreads over the run's steps: an endless run has none."""
+    endless = cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) in (-1, None)
+    if endless and cfg.model.get("scheduler") == "onecycle":
+        raise ConfigError(
+            "trainer.max_epochs=-1 trains without end, but model.scheduler=onecycle needs a "
+            "finite run: set trainer.max_epochs or trainer.max_steps, or model.scheduler=constant"
+        )
+
+
 def write_artifacts(output_dir: Path, metrics: Path, ckpt_dir: Path) -> None:
     """Tell the supervisor's run folder where this run's outputs are (atomically)."""
     run_dir = os.environ.get("OCRTRAIN_RUN_DIR")
@@ -116,6 +126,7 @@ def train(cfg: Any) -> TrainResult:
 
         torch.set_num_threads(int(cfg.torch_threads))
     # Build everything that validates user input before writing anything.
+    _check_finite(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders))
     model = build(cfg.model)

@@ -26,10 +26,19 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test", "predict")
 
 
-def loader_kwargs(section: Mapping[str, Any] | None) -> dict[str, Any]:
-    """DataLoader arguments of a `dataloaders.<split>` section, valid for any `num_workers`."""
+def at_least(name: str, value: Any, low: float) -> None:
+    """Reject a config number below `low` with a `ConfigError` naming the key."""
+    if value is not None and value < low:
+        raise ConfigError(f"{name} must be at least {low:g}, not {value}")
+
+
+def loader_kwargs(section: Mapping[str, Any] | None, name: str = "dataloader") -> dict[str, Any]:
+    """DataLoader arguments of a `dataloaders.<split>` section (`name` in errors), valid for
+    any `num_workers`."""
     section = dict(section or {})
     workers = int(section.get("num_workers", 0))
+    at_least(f"{name}.num_workers", workers, 0)
+    at_least(f"{name}.prefetch_factor", section.get("prefetch_factor"), 1)
     kwargs: dict[str, Any] = {
         "num_workers": workers,
         "pin_memory": bool(section.get("pin_memory", False)),
@@ -62,12 +71,23 @@ class OCRDataModule(L.LightningDataModule):
         bucket_batches: int = 16,
     ) -> None:
         super().__init__()
+        for key, value, low in (
+            ("height", height, 16),
+            ("max_width", max_width, 8),
+            ("batch_size", batch_size, 1),
+            ("bucket_batches", bucket_batches, 1),
+        ):
+            at_least(f"data.{key}", value, low)
+        if width_scale <= 0:
+            raise ConfigError(f"data.width_scale must be above 0, not {width_scale}")
         self.charset = Charset(charset)
         self.height = height
         self.max_width = max_width
         self.width_scale = width_scale
         self.batch_size = batch_size
         self.loaders = dict(loaders or {})
+        for split in SPLITS:  # DataLoaders are made during fit: check their settings now
+            loader_kwargs(self.loaders.get(split), f"dataloaders.{split}")
         self.train_fonts = list(train_fonts or ["pillow"])
         self.test_fonts = list(test_fonts or [])
         self.degrade_presets = dict(degrade_presets or {})  # referenced by the splits' config
@@ -83,6 +103,14 @@ class OCRDataModule(L.LightningDataModule):
     def _build(self, split: str, spec: dict[str, Any]) -> Dataset[Any]:
         kind = spec.get("kind", "synth")
         self.seeds[split] = int(spec.get("seed", 0))
+        for key, low in (
+            ("batches_per_epoch", 1),
+            ("size", 1),
+            ("max_chars", 1),
+            ("short_chars", 1),
+        ):
+            at_least(f"data.{split}.{key}", spec.get(key), low)
+        at_least(f"data.{split}.short_samples", spec.get("short_samples"), 0)
         if kind == "folder":
             if not spec.get("path"):
                 raise ConfigError(f"data.{split}.path must name a labels.tsv folder")
