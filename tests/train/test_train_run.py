@@ -108,6 +108,15 @@ def test_sigint_saves_and_resume_auto_reaches_the_same_step(start_train, tmp_pat
     assert "resuming from" in out
     assert _global_step(last) == EPOCHS * BATCHES  # as the uninterrupted smoke run
 
+    # Training on for more epochs than the checkpoint's run: its one-cycle schedule is
+    # refitted to the new length instead of stepping past its end.
+    r = start_train([*run, "resume=auto", f"trainer.max_epochs={EPOCHS + 1}"], outputs)
+    rc, out = r.wait(timeout=180)
+    assert rc == 0, out
+    r.assert_no_survivors()
+    assert "one-cycle learning rate refitted" in out
+    assert _global_step(last) == (EPOCHS + 1) * BATCHES
+
 
 def test_sigkill_during_a_checkpoint_save_leaves_a_loadable_last(start_train, tmp_path: Path):
     outputs = tmp_path / "outputs"
@@ -203,6 +212,17 @@ def test_bad_training_input_is_one_error_and_exit_2(
     p.assert_no_survivors()
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_error(start_train, tmp_path: Path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    p = start_train(SMOKE, blocker / "outputs")
+    rc, out = p.wait(timeout=120)
+    assert rc == 2, out
+    errors = _errors(out)
+    assert len(errors) == 1 and "paths.outputs_root" in errors[0], out
+    p.assert_no_survivors()
+
+
 def test_resuming_a_checkpoint_of_another_model_is_refused(start_train, tmp_path: Path):
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1)}}, other)
@@ -219,6 +239,8 @@ def test_predict_and_eval_bad_input(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, other)
     bad_img = tmp_path / "bad.png"
     bad_img.write_bytes(b"\x89PNG broken")
+    cut = tmp_path / "cut.ckpt"  # the first bytes of a checkpoint (a zip archive)
+    cut.write_bytes(other.read_bytes()[:200])
     good = tmp_path / "data"
     subprocess.run([*cli, "data", "synth", "--out", str(good), "--n", "2"], check=True)
     cases = [
@@ -226,6 +248,7 @@ def test_predict_and_eval_bad_input(tmp_path: Path) -> None:
         ([*cli, "eval", "--ckpt", str(other), "--data", str(tmp_path / "none")], "not found"),
         ([*cli, "eval", "--ckpt", str(tmp_path / "x.ckpt"), "--data", str(good)], "not found"),
         ([*cli, "eval", "--ckpt", str(other), "--data", str(good)], "not a checkpoint"),
+        ([*cli, "eval", "--ckpt", str(cut), "--data", str(good)], "(truncated or not one)"),
         ([*cli, "data", "synth", "--out", str(good), "--n", "2"], "not empty"),
         (
             [

@@ -25,7 +25,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         # callback state that the weights-only unpickler may reject; these are local files.
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        # torch's own message goes on for several sentences: its first one names the problem
+        reason = str(exc).split(". ")[0].strip() or type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or not one): {reason}"
+        ) from exc
     meta = ckpt.get("ocrtrain") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
         raise CheckpointError(f"{path} is not a checkpoint of an ocrtrain CRNN recognizer")

@@ -123,16 +123,40 @@ class OCRLitModule(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[str]:
         return self.decode(self(batch["images"], batch["widths"]), batch["widths"])
 
+    def _total_steps(self) -> int:
+        return max(int(self.trainer.estimated_stepping_batches), 1)
+
+    def _one_cycle(
+        self, opt: torch.optim.Optimizer, total: int, last_step: int = -1
+    ) -> torch.optim.lr_scheduler.OneCycleLR:
+        hp = self.hparams
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=hp.lr, total_steps=total, pct_start=hp.pct_start, last_epoch=last_step
+        )
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler != "onecycle":
             return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=hp.lr, total_steps=max(total, 1), pct_start=hp.pct_start
-        )
+        sched = self._one_cycle(opt, self._total_steps())
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        """A resumed run lasts as long as this config says: the one-cycle schedule restored
+        from the checkpoint is fitted to the new number of steps (more epochs than the
+        checkpoint's run would otherwise step past its end and fail)."""
+        if self.hparams.scheduler != "onecycle" or not self.trainer.lr_scheduler_configs:
+            return
+        config = self.trainer.lr_scheduler_configs[0]
+        total, step = self._total_steps(), self.trainer.global_step
+        old = getattr(config.scheduler, "total_steps", total)
+        if old == total or step >= total:
+            return
+        log.warning(
+            "one-cycle learning rate refitted from %d to %d steps at step %d", old, total, step
+        )
+        config.scheduler = self._one_cycle(config.scheduler.optimizer, total, last_step=step - 1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ocrtrain"] = {"kind": MODEL_KIND, "version": FORMAT_VERSION}

@@ -116,6 +116,8 @@ def train(cfg: Any) -> TrainResult:
 
     # Lightning's own use of a torch API that torch deprecated: nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # The checkpoint folder is per experiment by design (resume=auto finds it there).
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     output_dir = _shared_output_dir(Path(cfg.paths.output_dir).resolve())
     rank_zero = rank_zero_only.rank == 0
     ckpt_dir = Path(cfg.paths.ckpt_dir).resolve()
@@ -160,8 +162,13 @@ def train(cfg: Any) -> TrainResult:
     )
 
     if rank_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the run's output folder under paths.outputs_root: {exc}"
+            ) from exc
         OmegaConf.save(cfg, output_dir / "config.yaml")
         write_artifacts(output_dir, metrics_path, ckpt_dir)
         log.info("run output: %s", output_dir)
