@@ -159,6 +159,30 @@ def test_a_second_sigterm_stops_at_once_even_mid_save(start_train, tmp_path: Pat
     assert not (ckpts / "last.ckpt").exists()  # the torn save never became last.ckpt
 
 
+def test_sigterm_while_testing_after_fit_stops_the_test(start_train, tmp_path: Path):
+    outputs = tmp_path / "outputs"
+    # a test split that takes far longer to score than the stop may take
+    run = [*SMOKE, "experiment_name=testing", "trainer.max_epochs=1", "data.test.size=50000"]
+    p = start_train(run, outputs)
+    p.track()
+    metrics = lambda: next(outputs.glob("testing/runs/*/metrics.jsonl"), None)  # noqa: E731
+
+    def records() -> list[dict[str, object]]:
+        path = metrics()
+        text = path.read_text() if path else ""
+        return [json.loads(x) for x in text.splitlines() if x.endswith("}")]
+
+    wait_until(lambda: any(r["split"] == "val" for r in records()), timeout=120, what="fit")
+    t0 = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)  # to the supervisor, which forwards it to the trainer
+    rc, out = p.wait(timeout=60)
+    assert rc == 143, out
+    assert time.monotonic() - t0 < 10, out
+    p.assert_no_survivors()
+    assert not any(r["split"] == "test" for r in records()), out
+    assert (_ckpt_dir(outputs, "testing") / "last.ckpt").is_file()
+
+
 def test_sigusr1_saves_a_checkpoint_and_training_goes_on(start_train, tmp_path: Path):
     outputs = tmp_path / "outputs"
     run = [

@@ -141,6 +141,12 @@ class GracefulSignals(Callback):
         if stopping and trainer.world_size == 1:
             raise TrainingInterrupted(self.stop_signal or 0)
 
+    def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        # Testing after fit: training is over and saved, so a stop ends the run at once (a
+        # distributed run finishes its test, then exits with the signal's code).
+        if self.stop_signal is not None and trainer.world_size == 1:
+            raise TrainingInterrupted(self.stop_signal)
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.world_size > 1 and not trainer.sanity_checking:
             stop, _ = self._agreed(trainer)

@@ -186,6 +186,8 @@ def train(cfg: Any) -> TrainResult:
             best = next((c.best_model_path for c in callbacks if getattr(c, "monitor", None)), "")
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
             result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if signals is not None and signals.stop_signal is not None:
+            raise TrainingInterrupted(signals.stop_signal)
     except TrainingInterrupted as exc:
         if rank_zero:
             log.warning("%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, ckpt_dir)
