@@ -117,6 +117,11 @@ def test_sigint_saves_and_resume_auto_reaches_the_same_step(start_train, tmp_pat
     assert "one-cycle learning rate refitted" in out
     assert _global_step(last) == (EPOCHS + 1) * BATCHES
 
+    # Its optimizer state belongs to the one-cycle schedule: another schedule is refused.
+    q = start_train([*run, "resume=auto", "model.scheduler=constant"], outputs)
+    rc, out = q.wait(timeout=120)
+    assert rc == 2 and "was trained with model.scheduler=onecycle" in out, out
+
 
 def test_sigkill_during_a_checkpoint_save_leaves_a_loadable_last(start_train, tmp_path: Path):
     outputs = tmp_path / "outputs"

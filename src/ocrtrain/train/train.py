@@ -67,6 +67,18 @@ def _check_finite(cfg: Any) -> None:
         )
 
 
+def _check_same_schedule(ckpt: dict[str, Any], scheduler: str, path: Path) -> None:
+    """The optimizer state restored from a checkpoint belongs to its learning-rate schedule:
+    a one-cycle state under a constant rate would train on at the cycle's last (~0) rate, and
+    the reverse fails at the first step."""
+    saved = ckpt.get("hyper_parameters", {}).get("scheduler", scheduler)
+    if saved != scheduler:
+        raise CheckpointError(
+            f"{path} was trained with model.scheduler={saved}, this run says {scheduler}: "
+            f"resume with model.scheduler={saved}, or start fresh"
+        )
+
+
 def write_artifacts(output_dir: Path, metrics: Path, ckpt_dir: Path) -> None:
     """Tell the supervisor's run folder where this run's outputs are (atomically)."""
     run_dir = os.environ.get("OCRTRAIN_RUN_DIR")
@@ -133,7 +145,10 @@ def train(cfg: Any) -> TrainResult:
     datamodule = build(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders))
     model = build(cfg.model)
     if ckpt_path is not None:
-        check_compatible(read_checkpoint(ckpt_path), dict(model.hparams), ckpt_path)
+        ckpt = read_checkpoint(ckpt_path)
+        check_compatible(ckpt, dict(model.hparams), ckpt_path)
+        _check_same_schedule(ckpt, str(model.hparams.scheduler), ckpt_path)
+        del ckpt  # Lightning reads it again to restore
         if rank_zero:
             log.warning("resuming from %s", ckpt_path)
 
