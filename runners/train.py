@@ -1,13 +1,18 @@
 """`python runners/train.py [hydra overrides]`: train a recognizer, always under the supervisor.
 
-The first line hands the process to `ocrtrain run` (same pid and process group, so Ctrl+C
-from the terminal still reaches it); torch is imported only after that.
+`--help` and `--cfg job` are answered first (no run). Then the process is handed to
+`ocrtrain run` (same pid and process group, so Ctrl+C from the terminal still reaches it);
+torch is imported only after that.
 """
 
 import sys
 
 from ocrtrain.procman.handoff import ensure_supervised
+from ocrtrain.train.info import answer_without_training
 
+code = answer_without_training(sys.argv[1:], "runners/train.py")
+if code is not None:
+    sys.exit(code)
 ensure_supervised("train", [__file__, *sys.argv[1:]], grace=30)
 
 from ocrtrain.train.train import main  # noqa: E402

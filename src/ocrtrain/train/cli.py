@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from ocrtrain.procman.errors import UsageError
+from ocrtrain.train.info import CFG_KINDS
 
 
 def register(subparsers: Any) -> None:
@@ -19,7 +20,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
         help="train the recognizer (supervised); takes Hydra overrides, e.g. debug=smoke",
+        add_help=False,  # its --help lists the config groups (ocrtrain.train.info)
     )
+    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("-c", "--cfg", choices=CFG_KINDS)
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value Hydra overrides")
     p.set_defaults(func=cmd_train)
 
@@ -51,8 +55,13 @@ def register(subparsers: Any) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ocrtrain.procman.handoff import ensure_supervised
+    from ocrtrain.train.info import answer_without_training
 
     overrides = [o for o in args.overrides if o != "--"]
+    asked = ["--help"] if args.help else ["--cfg", args.cfg] if args.cfg else []
+    code = answer_without_training([*asked, *overrides], "ocrtrain train")
+    if code is not None:
+        return code
     ensure_supervised("train", ["-m", "ocrtrain.train", *overrides], grace=30)
     from ocrtrain.train.train import main
 

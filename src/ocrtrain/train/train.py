@@ -216,8 +216,12 @@ def train(cfg: Any) -> TrainResult:
 def main(argv: Sequence[str] | None = None) -> int:
     """Compose `configs/train.yaml` with `argv` overrides and train; returns the exit code."""
     from ocrtrain.train.config import compose
+    from ocrtrain.train.info import answer_without_training
 
     overrides = list(sys.argv[1:] if argv is None else argv)
+    code = answer_without_training(overrides, "python -m ocrtrain.train")
+    if code is not None:
+        return code
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         for name in ("lightning.pytorch", "lightning.fabric"):  # they print via their own handler
