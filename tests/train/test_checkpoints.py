@@ -1,4 +1,4 @@
-"""Atomic writes, stale temp cleanup, and refusing checkpoints of another model."""
+"""Atomic writes, stale temp cleanup, write failures, and refusing checkpoints of another model."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ocrtrain.train.checkpoint_io import atomic_write, remove_stale_temps
-from ocrtrain.train.errors import CheckpointError
+from ocrtrain.train.callbacks import MetricsJsonl
+from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, atomic_write, remove_stale_temps
+from ocrtrain.train.errors import CheckpointError, OutputWriteError
 from ocrtrain.train.inference import check_compatible, load_model, read_checkpoint
 from ocrtrain.train.lit_module import FORMAT_VERSION, MODEL_KIND, OCRLitModule
 
@@ -22,6 +23,21 @@ def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
     atomic_write(target, b"new" * 1000)
     assert target.read_bytes() == b"new" * 1000
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_save_that_cannot_be_written_keeps_nothing_half_done(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"  # a checkpoint folder that cannot be made
+    blocker.write_text("")
+    with pytest.raises(OutputWriteError, match="cannot save checkpoint"):
+        AtomicCheckpointIO().save_checkpoint({"x": 1}, blocker / "last.ckpt")
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_metrics_on_a_full_device_stop_the_run_with_one_error() -> None:
+    metrics = MetricsJsonl("/dev/full")  # every write fails with ENOSPC
+    with pytest.raises(OutputWriteError, match="No space left on device"):
+        metrics._write({"split": "train", "step": 1})
 
 
 def test_stale_temps_of_dead_processes_are_removed(tmp_path: Path) -> None:

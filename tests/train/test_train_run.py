@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,33 @@ def test_an_output_folder_that_cannot_be_made_is_one_error(start_train, tmp_path
     errors = _errors(out)
     assert len(errors) == 1 and "paths.outputs_root" in errors[0], out
     p.assert_no_survivors()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 400 KiB tmpfs: room for one smoke checkpoint (~236 KB), not for the next save's."""
+    mnt = tmp_path / "small_disk"
+    mnt.mkdir()
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)]
+    if os.geteuid() != 0 or subprocess.run(cmd, capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_is_one_error_and_keeps_the_last_checkpoint(start_train, small_disk: Path):
+    p = start_train([*SMOKE, "trainer.max_epochs=4"], small_disk)
+    rc, out = p.wait(timeout=120)
+    assert rc == 1, out
+    errors = _errors(out)
+    assert len(errors) == 1 and "No space left on device" in errors[0], out
+    assert "Traceback" not in out
+    p.assert_no_survivors()
+    ckpts = _ckpt_dir(small_disk, "smoke")
+    assert [c.name for c in ckpts.iterdir()] == ["last.ckpt"]  # no temp file left
+    assert _global_step(ckpts / "last.ckpt") >= 1
+    for metrics in small_disk.glob("smoke/runs/*/metrics.jsonl"):
+        assert all(json.loads(line) for line in metrics.read_text().splitlines())
 
 
 def test_resuming_a_checkpoint_of_another_model_is_refused(start_train, tmp_path: Path):

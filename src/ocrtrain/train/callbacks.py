@@ -6,6 +6,8 @@ Signal handlers only set flags; the work (save, stop) happens at the next batch 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temps
+from ocrtrain.train.errors import OutputWriteError
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +173,25 @@ class MetricsJsonl(Callback):
 
     @rank_zero_only
     def _write(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        """Append one whole line: a write that fails (a full disk) is cut back off the file,
+        so readers never meet a torn record, and the run stops with `OutputWriteError`."""
+        line = (json.dumps(record) + "\n").encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise OutputWriteError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _scalars(trainer: L.Trainer, prefix: str) -> dict[str, float]:

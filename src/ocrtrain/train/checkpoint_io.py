@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ocrtrain.train.errors import OutputWriteError
+
 log = logging.getLogger(__name__)
 
 
@@ -81,4 +83,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
-        atomic_write(path, buf.getvalue(), self.test_delay_s)
+        try:
+            atomic_write(path, buf.getvalue(), self.test_delay_s)
+        except OSError as exc:
+            raise OutputWriteError(
+                f"cannot save checkpoint {path}: {exc.strerror or exc} (the previous one is kept)"
+            ) from exc

@@ -15,3 +15,9 @@ class DataError(UsageError):
 
 class CheckpointError(UsageError):
     """A checkpoint is missing, unreadable or belongs to another model."""
+
+
+class OutputWriteError(RuntimeError):
+    """A run output (checkpoint, metrics) could not be written: a full or read-only disk.
+
+    Not bad input: the CLIs exit 1 with one `ERROR:` line; the previous checkpoint is kept."""

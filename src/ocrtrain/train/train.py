@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ocrtrain.procman.errors import UsageError
-from ocrtrain.train.errors import CheckpointError, ConfigError
+from ocrtrain.train.errors import CheckpointError, ConfigError, OutputWriteError
 
 log = logging.getLogger(__name__)
 
@@ -232,5 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
+    except OutputWriteError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
