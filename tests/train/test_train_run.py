@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -187,6 +188,39 @@ def test_sigterm_while_testing_after_fit_stops_the_test(start_train, tmp_path: P
     p.assert_no_survivors()
     assert not any(r["split"] == "test" for r in records()), out
     assert (_ckpt_dir(outputs, "testing") / "last.ckpt").is_file()
+
+
+def test_a_killed_worker_saves_last_ckpt_and_resume_goes_on(start_train, tmp_path: Path):
+    outputs = tmp_path / "outputs"
+    run = [
+        *RUN,
+        "experiment_name=workerloss",
+        "trainer.max_epochs=1000",
+        "trainer.limit_val_batches=0",  # always training: the worker dies mid-fit, not mid-val
+        "callbacks.checkpoint.every_n_train_steps=1000",
+    ]
+    p = start_train(run, outputs)
+    trainer = trainer_pid(p)
+    metrics = lambda: next(outputs.glob("workerloss/runs/*/metrics.jsonl"), None)  # noqa: E731
+    wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=120)
+    p.track()
+    worker = psutil.Process(trainer).children()[0]  # a DataLoader worker (out of memory, say)
+    worker.kill()
+    rc, out = p.wait(timeout=60)
+    assert rc == 1, out
+    errors = _errors(out)
+    assert len(errors) == 1 and f"DataLoader worker (pid {worker.pid})" in errors[0], out
+    assert "last.ckpt saved at step" in errors[0] and "Traceback" not in out
+    p.assert_no_survivors()
+    saved = _global_step(_ckpt_dir(outputs, "workerloss") / "last.ckpt")
+    assert f"saved at step {saved}," in errors[0]
+
+    epochs = saved // BATCHES + 2
+    q = start_train([*run, "resume=auto", f"trainer.max_epochs={epochs}"], outputs)
+    rc, out = q.wait(timeout=180)
+    assert rc == 0, out
+    q.assert_no_survivors()
+    assert _global_step(_ckpt_dir(outputs, "workerloss") / "last.ckpt") == epochs * BATCHES
 
 
 def test_sigusr1_saves_a_checkpoint_and_training_goes_on(start_train, tmp_path: Path):

@@ -39,6 +39,11 @@ class TrainingInterrupted(Exception):
         self.signum = signum
 
 
+def worker_lost(exc: BaseException) -> bool:
+    """Whether `exc` is torch's report of a DataLoader worker that died or was killed."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("DataLoader worker")
+
+
 class AtomicModelCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose files (`last.ckpt`, `best.ckpt`) are written atomically."""
 
@@ -82,6 +87,7 @@ class GracefulSignals(Callback):
         self.enabled = enabled
         self.stop_signal: int | None = None
         self.save_requested = False
+        self.saved_after_failure: int | None = None  # the step of a save made by on_exception
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -143,6 +149,22 @@ class GracefulSignals(Callback):
         stopping = self.stop_signal is not None and not trainer.sanity_checking
         if stopping and trainer.world_size == 1:
             raise TrainingInterrupted(self.stop_signal or 0)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """A DataLoader worker that died while training (killed, out of memory) leaves the
+        model and optimizer as the last finished batch left them: save `last.ckpt`, so a
+        resumed run loses nothing. One process only: in a distributed run a save is collective
+        and the other ranks are not failing with this one."""
+        if (
+            worker_lost(exception)
+            and trainer.training
+            and not trainer.sanity_checking
+            and trainer.world_size == 1
+        ):
+            self._save(trainer)
+            self.saved_after_failure = trainer.global_step
 
     def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         # Testing after fit: training is over and saved, so a stop ends the run at once (a

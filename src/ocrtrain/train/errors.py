@@ -17,7 +17,11 @@ class CheckpointError(UsageError):
     """A checkpoint is missing, unreadable or belongs to another model."""
 
 
-class OutputWriteError(RuntimeError):
-    """A run output (checkpoint, metrics) could not be written: a full or read-only disk.
+class RunFailed(RuntimeError):
+    """The run could not go on, through no fault of its input: the CLIs exit 1 with one
+    `ERROR:` line saying what happened and which checkpoint a resumed run starts from."""
 
-    Not bad input: the CLIs exit 1 with one `ERROR:` line; the previous checkpoint is kept."""
+
+class OutputWriteError(RunFailed):
+    """A run output (checkpoint, metrics) could not be written: a full or read-only disk.
+    The previous checkpoint is kept."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ocrtrain.procman.errors import UsageError
-from ocrtrain.train.errors import CheckpointError, ConfigError, OutputWriteError
+from ocrtrain.train.errors import CheckpointError, ConfigError, RunFailed
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,12 @@ def train(cfg: Any) -> TrainResult:
     from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import OmegaConf
 
-    from ocrtrain.train.callbacks import GracefulSignals, PlainProgress, TrainingInterrupted
+    from ocrtrain.train.callbacks import (
+        GracefulSignals,
+        PlainProgress,
+        TrainingInterrupted,
+        worker_lost,
+    )
     from ocrtrain.train.inference import check_compatible, read_checkpoint
 
     # Lightning's own use of a torch API that torch deprecated: nothing a user can act on.
@@ -203,6 +208,16 @@ def train(cfg: Any) -> TrainResult:
             result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if signals is not None and signals.stop_signal is not None:
             raise TrainingInterrupted(signals.stop_signal)
+    except RuntimeError as exc:
+        if not worker_lost(exc) or isinstance(exc, RunFailed):
+            raise
+        saved = signals.saved_after_failure if signals is not None else None
+        where = (
+            f"last.ckpt saved at step {saved}, resume=auto goes on from there"
+            if saved is not None
+            else f"resume=auto goes on from the last checkpoint in {ckpt_dir}"
+        )
+        raise RunFailed(f"{' '.join(str(exc).split())} ({where})") from exc
     except TrainingInterrupted as exc:
         if rank_zero:
             log.warning("%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, ckpt_dir)
@@ -232,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
-    except OutputWriteError as exc:
+    except RunFailed as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
