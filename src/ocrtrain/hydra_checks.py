@@ -12,6 +12,13 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 
+def is_hydra_setting(override: str) -> bool:
+    """Whether an override changes Hydra's own settings (`hydra.*`, `hydra/...` groups): they
+    steer Hydra's app runner, which ocrtrain does not use, so both callers refuse them."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
 def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     """Flatten a nested mapping to `{"a.b.c": value}`."""
     out: dict[str, Any] = {}

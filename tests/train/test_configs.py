@@ -71,6 +71,7 @@ def test_overrides_apply_on_top_of_debug_smoke() -> None:
         (["data.batch_size=1.5"], "data.batch_size: expected int"),
         (["dataloaders.train.persistent_workers=3"], "expected bool"),
         (["debug=nope"], "nope"),
+        (["hydra.run.dir=/tmp/x"], "hydra.* settings do not apply"),
     ],
 )
 def test_config_mistakes_are_one_line(overrides: list[str], message: str) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ocrtrain.hydra_checks import one_line, type_mismatch
+from ocrtrain.hydra_checks import is_hydra_setting, one_line, type_mismatch
 from ocrtrain.train.errors import ConfigError
 
 CONFIG_NAME = "train"
@@ -76,6 +76,18 @@ def _check_types(base: Any, cfg: Any, overrides: Sequence[str]) -> None:
         raise ConfigError(problem)
 
 
+def _refuse_hydra_settings(overrides: Sequence[str]) -> None:
+    """Hydra's own settings would be ignored (ocrtrain composes the config itself, under the
+    supervisor): refuse them instead."""
+    for o in overrides:
+        if is_hydra_setting(o):
+            raise ConfigError(
+                f"{o.split('=', 1)[0]}: hydra.* settings do not apply to ocrtrain runs; outputs "
+                "go under paths.outputs_root (paths.output_dir per run, paths.ckpt_dir per "
+                "experiment)"
+            )
+
+
 def compose(overrides: Sequence[str] = ()) -> Any:
     """The resolved config (`DictConfig`) of `train.yaml` with the given overrides."""
     from hydra import compose as hydra_compose
@@ -87,6 +99,7 @@ def compose(overrides: Sequence[str] = ()) -> Any:
 
     register_resolvers()
     overrides = list(overrides)
+    _refuse_hydra_settings(overrides)
     group_choices = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
     GlobalHydra.instance().clear()
     try:

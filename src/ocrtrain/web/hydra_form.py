@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ocrtrain.hydra_checks import one_line, type_mismatch
+from ocrtrain.hydra_checks import is_hydra_setting, one_line, type_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ def check_syntax(overrides: Sequence[str]) -> list[str]:
             raise OverrideError(
                 f"{ov!r} is not an override: use key=value, +key=value or group=option"
             )
-        key = ov.lstrip("+~").split("=", 1)[0]
-        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+        if is_hydra_setting(ov):
             raise OverrideError(f"{ov!r}: Hydra's own settings cannot be changed from the UI")
         out.append(ov)
     return out
