@@ -260,6 +260,8 @@ def _errors(out: str) -> list[str]:
         (["data.height=8"], "height must be at least 16"),
         (["data.batch_size=0"], "data.batch_size must be at least 1"),
         (["trainer.max_epochs=-1"], "needs a finite run"),
+        (["seed=-1"], "seed must be between 0 and"),
+        (["experiment_name="], "experiment_name must not be empty"),
     ],
 )
 def test_bad_training_input_is_one_error_and_exit_2(

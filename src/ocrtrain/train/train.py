@@ -57,8 +57,18 @@ def _shared_output_dir(composed: Path) -> Path:
     return composed
 
 
-def _check_finite(cfg: Any) -> None:
-    """The one-cycle schedule spreads over the run's steps: an endless run has none."""
+SEED_MAX = 2**32 - 1  # numpy's seed range, which Lightning seeds too
+
+
+def _check_run_settings(cfg: Any) -> None:
+    """Top-level settings no builder checks: the seed's range, a named experiment (its folder
+    holds the checkpoints), and a finite run for the one-cycle schedule, which spreads over
+    the run's steps."""
+    seed = cfg.get("seed")
+    if seed is not None and not 0 <= int(seed) <= SEED_MAX:
+        raise ConfigError(f"seed must be between 0 and {SEED_MAX}, not {seed}")
+    if not str(cfg.get("experiment_name") or "").strip():
+        raise ConfigError("experiment_name must not be empty (it names the checkpoint folder)")
     endless = cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) in (-1, None)
     if endless and cfg.model.get("scheduler") == "onecycle":
         raise ConfigError(
@@ -145,7 +155,7 @@ def train(cfg: Any) -> TrainResult:
 
         torch.set_num_threads(int(cfg.torch_threads))
     # Build everything that validates user input before writing anything.
-    _check_finite(cfg)
+    _check_run_settings(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders))
     model = build(cfg.model)
