@@ -342,6 +342,7 @@ def test_predict_and_eval_bad_input(tmp_path: Path) -> None:
         ([*cli, "eval", "--ckpt", str(tmp_path / "x.ckpt"), "--data", str(good)], "not found"),
         ([*cli, "eval", "--ckpt", str(other), "--data", str(good)], "not a checkpoint"),
         ([*cli, "eval", "--ckpt", str(cut), "--data", str(good)], "(truncated or not one)"),
+        ([*cli, "eval", "--ckpt", str(other), "--data", str(good), "--workers", "-1"], "--workers"),
         ([*cli, "data", "synth", "--out", str(good), "--n", "2"], "not empty"),
         (
             [

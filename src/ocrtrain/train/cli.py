@@ -80,6 +80,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ocrtrain.train.evaluate import evaluate_folder
 
+    if args.workers < 0:
+        raise UsageError(f"--workers must be at least 0, not {args.workers}")
     result = evaluate_folder(args.ckpt, args.data, num_workers=args.workers)
     if args.json:
         print(json.dumps(result))
