@@ -219,7 +219,7 @@ def train(cfg: Any) -> TrainResult:
         if signals is not None and signals.stop_signal is not None:
             raise TrainingInterrupted(signals.stop_signal)
     except RuntimeError as exc:
-        if not worker_lost(exc) or isinstance(exc, RunFailed):
+        if not worker_lost(exc):
             raise
         saved = signals.saved_after_failure if signals is not None else None
         where = (
