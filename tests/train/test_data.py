@@ -15,7 +15,7 @@ from ocrtrain.train.data.fonts import BUNDLED, missing_glyphs, pick_fonts, resol
 from ocrtrain.train.data.render import Degrade
 from ocrtrain.train.data.synth import EpochSampler, SynthLines, synth_image
 from ocrtrain.train.data.text import label_of
-from ocrtrain.train.data.transforms import collate, read_line_image, trim_margins
+from ocrtrain.train.data.transforms import collate, read_line_image, to_tensor, trim_margins
 from ocrtrain.train.errors import DataError
 from ocrtrain.train.metrics import TextScore, edit_distance
 
@@ -93,6 +93,40 @@ def test_image_files_are_read_dark_on_light(tmp_path: Path) -> None:
     for name, t in tensors.items():
         assert t.shape == plain.shape, name
         assert float((t - plain).abs().mean()) < 0.02, name
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_wide_grayscale_images_are_scaled_not_clipped(tmp_path: Path, mode: str) -> None:
+    img, _ = synth_image(2, 6, ["pillow"], CLEAN, Charset(), 40)
+    a = np.asarray(img, dtype=np.float64)
+    wide = {"I;16": a * 257, "I": a * 257, "F": a / 255}[mode]
+    im = Image.fromarray(wide.astype(np.uint16 if mode == "I;16" else np.float32))
+    if mode == "I":
+        im = im.convert("I")
+    path = tmp_path / ("line.png" if mode == "I;16" else "line.tif")
+    im.save(path)
+    assert Image.open(path).mode == mode
+    got = read_line_image(path, 32, 800)
+    assert float((got - read_line_image(_saved(img, tmp_path), 32, 800)).abs().mean()) < 0.02
+
+
+def _saved(img: Image.Image, folder: Path) -> Path:
+    path = folder / "plain.png"
+    img.save(path)
+    return path
+
+
+def test_contrast_is_normalized_per_line() -> None:
+    img, _ = synth_image(4, 6, ["pillow"], CLEAN, Charset(), 40)
+    a = np.asarray(img, dtype=np.float32)
+    ink, paper = a.min(), np.percentile(a, 90)
+    full = Image.fromarray(np.clip((a - ink) / (paper - ink) * 255, 0, 255).astype(np.uint8))
+    faded = Image.fromarray((150 + (a - ink) / (paper - ink) * 70).clip(0, 255).astype(np.uint8))
+    t_full, t_faded = to_tensor(full, 32, 800), to_tensor(faded, 32, 800)
+    assert float(t_full.max()) == pytest.approx(1.0) and float(t_faded.max()) == pytest.approx(1.0)
+    assert float((t_full - t_faded).abs().mean()) < 0.03
+    blank = to_tensor(Image.new("L", (60, 20), 230), 32, 800)
+    assert float(blank.max()) < 0.11  # no ink: nothing is stretched up
 
 
 def test_batches_pad_to_the_widest_line() -> None:

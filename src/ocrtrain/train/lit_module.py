@@ -22,7 +22,9 @@ from ocrtrain.train.models.crnn import CRNN
 log = logging.getLogger(__name__)
 
 MODEL_KIND = "ocrtrain.crnn-ctc"
-FORMAT_VERSION = 2  # 2: BiLSTM as two unpacked directions (crnn.BiLSTM)
+# 2: BiLSTM as two unpacked directions (crnn.BiLSTM); 3: contrast-normalized input lines
+# (transforms.stretch_contrast): a format-2 model would misread them.
+FORMAT_VERSION = 3
 # onecycle: warm-up then cosine decay over the whole run (needs a finite run); constant: `lr`.
 SCHEDULERS = ("onecycle", "constant")
 

@@ -16,7 +16,7 @@ Sample = tuple[torch.Tensor, str, list[int]]
 def to_tensor(
     img: Image.Image, height: int, max_width: int, width_scale: float = 1.0
 ) -> torch.Tensor:
-    """Grayscale, resized to `height`; ink is high, paper ~0.
+    """Grayscale, resized to `height`, contrast-normalized; ink is high (~1), paper ~0.
 
     The width keeps the aspect ratio times `width_scale`: squeezing lines horizontally (0.5)
     halves the CNN's work and still leaves about two CTC frames per character.
@@ -26,7 +26,21 @@ def to_tensor(
     width = max(8, min(max_width, round(img.width * scale)))
     img = img.resize((width, height), Image.Resampling.BILINEAR)
     arr = 1.0 - np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr)[None]
+    return torch.from_numpy(stretch_contrast(arr))[None]
+
+
+def stretch_contrast(ink: np.ndarray) -> np.ndarray:
+    """Map a line's paper level to 0 and its darkest ink to 1 (`ink`: ink-high, 0..1).
+
+    Paper is the 10th percentile (most of a line is paper), ink the 99th. Without this the
+    model reads only the contrasts it was trained on: pure black on white, the commonest real
+    input, lies at the edge of the synthetic lines' range (grey paper, faded ink) and was
+    misread ("12.50" as "12 50"). A line with no clear ink (range under 0.1) is left as is.
+    """
+    paper, dark = np.percentile(ink, (10, 99))
+    if dark - paper < 0.1:
+        return ink
+    return np.clip((ink - paper) / (dark - paper), 0.0, 1.0).astype(np.float32)
 
 
 def trim_margins(img: Image.Image) -> Image.Image:
@@ -77,9 +91,20 @@ def dark_on_light(img: Image.Image) -> Image.Image:
 
     Camera JPEGs are turned upright (EXIF orientation), transparent pixels become white paper
     (text drawn on a transparent canvas would otherwise turn black on black), and light text
-    on a dark ground (a receipt's reversed header) is inverted.
+    on a dark ground (a receipt's reversed header) is inverted. 16-bit and float grayscale
+    (scanners, TIFFs) are scaled to 8 bits, not clipped at 255.
     """
     img = ImageOps.exif_transpose(img)
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        a = np.asarray(img, dtype=np.float64)
+        peak = float(a.max()) if a.size else 0.0
+        if img.mode.startswith("I;16"):
+            top = 65535.0
+        elif img.mode == "F" and peak <= 1.0:  # floats in 0..1
+            top = 1.0
+        else:  # 32-bit integers or floats: 8-bit values stay, wider ones are scaled down
+            top = max(peak, 255.0)
+        img = Image.fromarray(np.clip(a * 255.0 / top, 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
