@@ -1,7 +1,7 @@
 """Accuracy of a trained checkpoint on held-out-font synthetic lines, per degradation preset.
 
     .venv/bin/python bench/train_accuracy.py [--ckpt outputs/receipts/checkpoints/best.ckpt]
-                                              [--n 1000] [--presets clean,default,heavy,severe]
+        [--n 1000] [--presets clean,default,heavy,severe,plain]
 
 The lines are rendered in `data.test_fonts` (never used for training) with a seed no
 training run uses, and scored with greedy decoding: CER and exact-line accuracy.
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", default="outputs/receipts/checkpoints/best.ckpt")
     parser.add_argument("--n", type=int, default=1000, help="lines per preset")
-    parser.add_argument("--presets", default="clean,default,heavy,severe")
+    parser.add_argument("--presets", default="clean,default,heavy,severe,plain")
     args = parser.parse_args(argv)
     data = OmegaConf.to_container(compose([]).data)
     assert isinstance(data, dict)

@@ -129,6 +129,22 @@ def test_contrast_is_normalized_per_line() -> None:
     assert float(blank.max()) < 0.11  # no ink: nothing is stretched up
 
 
+def test_native_lines_are_drawn_at_their_final_height() -> None:
+    cs = Charset()
+    native = Degrade(height_min=14, height_max=16, rotate_max=0.0, native_p=1.0)
+    heights = [synth_image(i, 0, [BUNDLED], native, cs, 40)[0].height for i in range(20)]
+    assert all(12 <= h <= 18 for h in heights), heights
+    mixed = Degrade(native_p=0.5)
+    plain = Degrade()
+    # the share draws from each line's own RNG: lines of presets without it are unchanged
+    assert synth_image(3, 0, [BUNDLED], plain, cs, 40)[0].tobytes() == (
+        synth_image(3, 0, [BUNDLED], Degrade(native_p=0.0), cs, 40)[0].tobytes()
+    )
+    assert {synth_image(i, 0, [BUNDLED], mixed, cs, 40)[1] for i in range(8)} == {
+        synth_image(i, 0, [BUNDLED], plain, cs, 40)[1] for i in range(8)
+    }
+
+
 def test_batches_pad_to_the_widest_line() -> None:
     ds = SynthLines(Charset(), ["pillow"], Degrade(), seed=0, size=4, height=32, max_width=400)
     batch = collate([ds[i] for i in range(4)])

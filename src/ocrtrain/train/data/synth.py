@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from ocrtrain.train.data.charset import Charset
-from ocrtrain.train.data.render import Degrade, degrade, render_line
+from ocrtrain.train.data.render import Degrade, draw_line
 from ocrtrain.train.data.text import label_of, receipt_line
 from ocrtrain.train.data.transforms import Sample, to_tensor
 
@@ -42,8 +42,7 @@ def synth_image(
 ) -> tuple[Image.Image, str]:
     """The (image, label) pair of sample `index` under `seed` (see `text.label_of`)."""
     text, rng = synth_text(index, seed, charset, max_chars)
-    img = render_line(text, rng.choice(list(fonts)), rng)
-    return degrade(img, rng, deg), label_of(text)
+    return draw_line(text, rng.choice(list(fonts)), rng, deg), label_of(text)
 
 
 class SynthLines(Dataset[Sample]):
