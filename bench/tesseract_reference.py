@@ -1,6 +1,7 @@
 """Tesseract's CER on the held-out lines that bench/train_accuracy.py scores ocrtrain on.
 
-    .venv/bin/python bench/tesseract_reference.py [--n 200] [--presets clean,default,heavy,severe]
+    .venv/bin/python bench/tesseract_reference.py [--n 200]
+        [--presets clean,default,heavy,severe,plain]
 
 A reference point for the degradation presets, not a dependency: it needs the `tesseract`
 command (Debian: `apt-get install tesseract-ocr tesseract-ocr-eng`) and says so when it is
@@ -48,7 +49,7 @@ def read_line(exe: str, image: Path, lang: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="lines per preset")
-    parser.add_argument("--presets", default="clean,default,heavy,severe")
+    parser.add_argument("--presets", default="clean,default,heavy,severe,plain")
     parser.add_argument("--lang", default="eng")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)

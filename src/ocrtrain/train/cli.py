@@ -49,7 +49,9 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--fonts", default="test", help="'train', 'test' (held-out) or comma-separated font files"
     )
-    s.add_argument("--degrade", default="default", help="clean, default, heavy or severe")
+    s.add_argument(
+        "--degrade", default="default", help="preset: clean, default, heavy, severe or plain"
+    )
     s.set_defaults(func=cmd_data_synth)
 
 
