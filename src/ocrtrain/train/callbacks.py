@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,6 +38,25 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
+
+
+@contextlib.contextmanager
+def _child_exits_unheard() -> Iterator[None]:
+    """Keep torch's SIGCHLD handler off for a while (main thread only).
+
+    Once a worker is lost, that handler raises the loss again at every child exit; one in the
+    middle of the save made after the loss cut it short (seen once, under heavy load). With
+    the default disposition no handler runs; exited children are reaped later as before.
+    """
+    try:
+        previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    except ValueError:  # not the main thread: nothing to switch off
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
 
 
 def worker_lost(exc: BaseException) -> bool:
@@ -163,7 +183,8 @@ class GracefulSignals(Callback):
             and not trainer.sanity_checking
             and trainer.world_size == 1
         ):
-            self._save(trainer)
+            with _child_exits_unheard():
+                self._save(trainer)
             self.saved_after_failure = trainer.global_step
 
     def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
