@@ -13,7 +13,7 @@ from ocrtrain.train.data.export import write_synth_folder
 from ocrtrain.train.data.folder import LabelFolder
 from ocrtrain.train.data.fonts import BUNDLED, missing_glyphs, pick_fonts, resolve_fonts
 from ocrtrain.train.data.render import Degrade
-from ocrtrain.train.data.synth import EpochSampler, SynthLines, synth_image
+from ocrtrain.train.data.synth import EpochSampler, SynthLines, WidthBuckets, synth_image
 from ocrtrain.train.data.text import label_of
 from ocrtrain.train.data.transforms import collate, read_line_image, to_tensor, trim_margins
 from ocrtrain.train.errors import DataError
@@ -153,6 +153,25 @@ def test_batches_pad_to_the_widest_line() -> None:
     assert int(batch["target_lengths"].sum()) == len(batch["targets"])
 
 
+def test_width_buckets_pad_little() -> None:
+    """Lines sorted by their planned aspect (known before rendering) pad little: a batch's
+    padded width stays close to its lines' mean width, and far below what text length gives."""
+    fonts = [BUNDLED, *resolve_fonts(["DejaVuSansMono.ttf", "LiberationSansNarrow-Regular.ttf"])]
+    ds = SynthLines(Charset(), fonts, Degrade(stretch_max=0.25, native_p=0.25), seed=3,
+                    size=None, height=32, max_width=2000)  # fmt: skip
+    widths = {i: ds[i][0].shape[-1] for i in range(256)}
+    planned = [ds.aspect(i) * 32 for i in range(256)]
+    ratios = sorted(p / widths[i] for i, p in enumerate(planned))
+    assert ratios[len(ratios) // 10] > 0.9 and ratios[-len(ratios) // 10] < 1.1, ratios
+    sampler = EpochSampler(256)
+    batches = list(WidthBuckets(sampler, 16, ds.aspect, bucket_batches=16, seed=0))
+    assert sorted(i for b in batches for i in b) == list(range(256))
+    padded = sum(max(widths[i] for i in b) * len(b) for b in batches)
+    assert padded / sum(widths.values()) < 1.15
+    by_text = WidthBuckets(sampler, 16, lambda i: len(ds[i][1]), bucket_batches=16, seed=0)
+    assert sum(max(widths[i] for i in b) * len(b) for b in by_text) > padded
+
+
 def test_epoch_sampler_gives_fresh_indices_per_epoch() -> None:
     s = EpochSampler(5)
     s.set_epoch(2)
@@ -222,8 +241,8 @@ def test_curriculum_cuts_the_first_lines_only() -> None:
         Charset(), ["pillow"], Degrade(), seed=5, size=None, height=32, max_width=800,
         short_samples=30, short_chars=8,
     )  # fmt: skip
-    assert all(ds.text_length(i) <= 8 for i in range(30))
-    assert max(ds.text_length(i) for i in range(30, 90)) > 8
+    assert all(len(ds[i][1]) <= 8 for i in range(30))
+    assert max(len(ds[i][1]) for i in range(30, 90)) > 8
     assert [ds[i][1] for i in (3, 40)] == [ds[i][1] for i in (3, 40)]  # still f(index, seed)
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.folder import LabelFolder
 from ocrtrain.train.data.fonts import pick_fonts
-from ocrtrain.train.data.synth import EpochSampler, LengthBuckets, ShardSampler, SynthLines
+from ocrtrain.train.data.synth import EpochSampler, ShardSampler, SynthLines, WidthBuckets
 from ocrtrain.train.data.transforms import collate
 from ocrtrain.train.data.workers import worker_init
 from ocrtrain.train.errors import ConfigError
@@ -92,7 +92,7 @@ class OCRDataModule(L.LightningDataModule):
         self.test_fonts = list(test_fonts or [])
         self.degrade_presets = dict(degrade_presets or {})  # referenced by the splits' config
         self.train_samples = 0
-        self.bucket_batches = bucket_batches  # length bucketing of synthetic training batches
+        self.bucket_batches = bucket_batches  # width bucketing of synthetic training batches
         specs = {"train": train, "val": val, "test": test, "predict": predict}
         self.datasets: dict[str, Dataset[Any]] = {}
         self.seeds: dict[str, int] = {}  # per split: shuffling and synthetic lines
@@ -155,10 +155,10 @@ class OCRDataModule(L.LightningDataModule):
         kwargs = loader_kwargs(self.loaders.get(split))
         rank, world = self._rank_world()
         if isinstance(dataset, SynthLines) and dataset.size is None:
-            batches = LengthBuckets(
+            batches = WidthBuckets(
                 EpochSampler(self.train_samples, rank, world),
                 self.batch_size,
-                dataset.text_length,
+                dataset.aspect,
                 self.bucket_batches,
                 seed=dataset.seed,
             )
