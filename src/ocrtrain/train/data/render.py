@@ -175,11 +175,6 @@ def paint(plan: LinePlan) -> Image.Image:
     return img
 
 
-def draw_line(text: str, font_spec: str, rng: random.Random, d: Degrade) -> Image.Image:
-    """`text` in `font_spec`, rendered and degraded as `d` says."""
-    return paint(plan_line(text, font_spec, rng, d))
-
-
 _REFERENCE_SIZE = 40
 
 
