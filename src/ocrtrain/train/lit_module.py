@@ -18,6 +18,7 @@ from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.errors import ConfigError
 from ocrtrain.train.metrics import TextScore
 from ocrtrain.train.models.crnn import CRNN
+from ocrtrain.train.optim import MuonAdamW, param_groups
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,12 @@ MODEL_KIND = "ocrtrain.crnn-ctc"
 FORMAT_VERSION = 3
 # onecycle: warm-up then cosine decay over the whole run (needs a finite run); constant: `lr`.
 SCHEDULERS = ("onecycle", "constant")
+# adamw: AdamW for every parameter; muon: Muon for weight matrices and filters (optim.py).
+OPTIMIZERS = ("adamw", "muon")
 
 
 class OCRLitModule(L.LightningModule):
-    """CRNN + CTC (blank 0), AdamW with a one-cycle learning-rate schedule."""
+    """CRNN + CTC (blank 0); AdamW or Muon (`optim.MuonAdamW`), one-cycle learning rate."""
 
     def __init__(
         self,
@@ -42,11 +45,16 @@ class OCRLitModule(L.LightningModule):
         weight_decay: float = 1e-4,
         pct_start: float = 0.15,
         scheduler: str = "onecycle",
+        optimizer: str = "adamw",
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
             raise ConfigError(
                 f"model.scheduler must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}"
+            )
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"model.optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}"
             )
         if lr <= 0:
             raise ConfigError(f"model.lr must be above 0, not {lr}")
@@ -63,6 +71,7 @@ class OCRLitModule(L.LightningModule):
                 "weight_decay": weight_decay,
                 "pct_start": pct_start,
                 "scheduler": scheduler,
+                "optimizer": optimizer,
             }
         )
         self.charset = Charset(charset)
@@ -138,7 +147,12 @@ class OCRLitModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        opt: torch.optim.Optimizer
+        if hp.optimizer == "muon":
+            groups = param_groups(self.net, self.net.head)
+            opt = MuonAdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler != "onecycle":
             return opt
         sched = self._one_cycle(opt, self._total_steps())

@@ -77,16 +77,19 @@ def _check_run_settings(cfg: Any) -> None:
         )
 
 
-def _check_same_schedule(ckpt: dict[str, Any], scheduler: str, path: Path) -> None:
-    """The optimizer state restored from a checkpoint belongs to its learning-rate schedule:
-    a one-cycle state under a constant rate would train on at the cycle's last (~0) rate, and
-    the reverse fails at the first step."""
-    saved = ckpt.get("hyper_parameters", {}).get("scheduler", scheduler)
-    if saved != scheduler:
-        raise CheckpointError(
-            f"{path} was trained with model.scheduler={saved}, this run says {scheduler}: "
-            f"resume with model.scheduler={saved}, or start fresh"
-        )
+def _check_same_optimizer(ckpt: dict[str, Any], hparams: Any, path: Path) -> None:
+    """The optimizer state restored from a checkpoint belongs to its optimizer and its
+    learning-rate schedule: a one-cycle state under a constant rate would train on at the
+    cycle's last (~0) rate, the reverse fails at the first step, and AdamW's state does not
+    fit Muon's parameter groups. Checkpoints from before `model.optimizer` used AdamW."""
+    saved_hp = ckpt.get("hyper_parameters", {})
+    for key, before in (("scheduler", hparams["scheduler"]), ("optimizer", "adamw")):
+        saved, now = saved_hp.get(key, before), hparams[key]
+        if saved != now:
+            raise CheckpointError(
+                f"{path} was trained with model.{key}={saved}, this run says {now}: "
+                f"resume with model.{key}={saved}, or start fresh"
+            )
 
 
 def write_artifacts(output_dir: Path, metrics: Path, ckpt_dir: Path) -> None:
@@ -162,7 +165,7 @@ def train(cfg: Any) -> TrainResult:
     if ckpt_path is not None:
         ckpt = read_checkpoint(ckpt_path)
         check_compatible(ckpt, dict(model.hparams), ckpt_path)
-        _check_same_schedule(ckpt, str(model.hparams.scheduler), ckpt_path)
+        _check_same_optimizer(ckpt, model.hparams, ckpt_path)
         del ckpt  # Lightning reads it again to restore
         if rank_zero:
             log.warning("resuming from %s", ckpt_path)
