@@ -94,6 +94,7 @@ def test_config_mistakes_are_one_line(overrides: list[str], message: str) -> Non
         (["model.pct_start=1"], "model.pct_start must be between 0 and 1"),
         (["model.scheduler=cosine"], "model.scheduler must be one of onecycle, constant"),
         (["model.optimizer=sgd"], "model.optimizer must be one of adamw, muon"),
+        (["model.muon_lr=0"], "model.muon_lr must be above 0"),
     ],
 )
 def test_values_out_of_range_are_refused_when_built(overrides: list[str], message: str) -> None:

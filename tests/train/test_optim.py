@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from ocrtrain.train.lit_module import OCRLitModule
 from ocrtrain.train.models.crnn import CRNN
 from ocrtrain.train.optim import MuonAdamW, orthogonalize, param_groups
 
@@ -79,3 +80,20 @@ def test_state_restored_from_a_state_dict_continues_identically() -> None:
     assert _fit(a, opt_a, 3) == _fit(b, opt_b, 3)
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
+
+
+def test_muon_and_adamw_groups_peak_at_their_own_learning_rates() -> None:
+    module = OCRLitModule(
+        net={"channels": [4, 8, 8, 8], "hidden": 8, "lstm_layers": 1},
+        lr=6e-3,
+        muon_lr=3e-3,
+        optimizer="muon",
+        pct_start=0.1,
+    )
+    opt = MuonAdamW(param_groups(module.net, module.net.head))
+    sched = module._one_cycle(opt, total=100)
+    for _ in range(10):  # to the end of the warm-up: the peak
+        opt.step()
+        sched.step()
+    assert [g["muon"] for g in opt.param_groups] == [True, False]
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([3e-3, 6e-3], rel=1e-2)

@@ -46,6 +46,7 @@ class OCRLitModule(L.LightningModule):
         pct_start: float = 0.15,
         scheduler: str = "onecycle",
         optimizer: str = "adamw",
+        muon_lr: float | None = None,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
@@ -58,6 +59,8 @@ class OCRLitModule(L.LightningModule):
             )
         if lr <= 0:
             raise ConfigError(f"model.lr must be above 0, not {lr}")
+        if muon_lr is not None and muon_lr <= 0:
+            raise ConfigError(f"model.muon_lr must be above 0, not {muon_lr}")
         if not 0 < pct_start < 1:
             raise ConfigError(f"model.pct_start must be between 0 and 1, not {pct_start}")
         net = dict(net or {})
@@ -72,6 +75,7 @@ class OCRLitModule(L.LightningModule):
                 "pct_start": pct_start,
                 "scheduler": scheduler,
                 "optimizer": optimizer,
+                "muon_lr": muon_lr,
             }
         )
         self.charset = Charset(charset)
@@ -137,12 +141,22 @@ class OCRLitModule(L.LightningModule):
     def _total_steps(self) -> int:
         return max(int(self.trainer.estimated_stepping_batches), 1)
 
+    def _peak_lr(self, group: Mapping[str, Any]) -> float:
+        """A parameter group's learning rate: `muon_lr` for Muon's matrices (`lr` when unset),
+        `lr` for everything AdamW steps."""
+        hp = self.hparams
+        muon_lr = hp.get("muon_lr")
+        return float(muon_lr if group.get("muon") and muon_lr is not None else hp.lr)
+
     def _one_cycle(
         self, opt: torch.optim.Optimizer, total: int, last_step: int = -1
     ) -> torch.optim.lr_scheduler.OneCycleLR:
-        hp = self.hparams
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=hp.lr, total_steps=total, pct_start=hp.pct_start, last_epoch=last_step
+            opt,
+            max_lr=[self._peak_lr(g) for g in opt.param_groups],
+            total_steps=total,
+            pct_start=self.hparams.pct_start,
+            last_epoch=last_step,
         )
 
     def configure_optimizers(self) -> Any:
@@ -150,6 +164,8 @@ class OCRLitModule(L.LightningModule):
         opt: torch.optim.Optimizer
         if hp.optimizer == "muon":
             groups = param_groups(self.net, self.net.head)
+            for group in groups:
+                group["lr"] = self._peak_lr(group)
             opt = MuonAdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         else:
             opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
