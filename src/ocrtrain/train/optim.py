@@ -3,11 +3,12 @@
 Muon replaces a matrix's momentum by its nearest semi-orthogonal matrix (a few Newton-Schulz
 iterations), so every direction of the update moves at the same rate, the rarely excited
 ones as fast as the dominant ones. The update is scaled to the RMS of an AdamW update
-(0.2 * sqrt(max(rows, cols))), so one learning rate, weight decay and one-cycle schedule
-serve both kinds of parameters. Convolution filters are treated as (out, in * kh * kw)
-matrices; vectors (biases, norms) and the output layer stay on AdamW. The orthogonalization
-costs a few matrix products per weight matrix and step (~11 ms a step for the default
-BiLSTM(128) model on one CPU thread).
+(0.2 * sqrt(max(rows, cols))), so AdamW's learning rates are in the right range for both
+kinds of parameters (each group keeps its own; the default recipe gives the matrices half
+of AdamW's peak) and one weight decay and one-cycle schedule serve both. Convolution filters
+are treated as (out, in * kh * kw) matrices; vectors (biases, norms) and the output layer
+stay on AdamW. The orthogonalization costs a few matrix products per weight matrix and step
+(~11 ms a step for the default BiLSTM(128) model on one CPU thread).
 """
 
 from __future__ import annotations
