@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ def _check_run_settings(cfg: Any) -> None:
         )
 
 
-def _check_same_optimizer(ckpt: dict[str, Any], hparams: Any, path: Path) -> None:
+def _check_same_optimizer(ckpt: dict[str, Any], hparams: Mapping[str, Any], path: Path) -> None:
     """The optimizer state restored from a checkpoint belongs to its optimizer and its
     learning-rate schedule: a one-cycle state under a constant rate would train on at the
     cycle's last (~0) rate, the reverse fails at the first step, and AdamW's state does not
