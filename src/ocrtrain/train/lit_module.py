@@ -145,8 +145,7 @@ class OCRLitModule(L.LightningModule):
         """A parameter group's learning rate: `muon_lr` for Muon's matrices (`lr` when unset),
         `lr` for everything AdamW steps."""
         hp = self.hparams
-        muon_lr = hp.get("muon_lr")
-        return float(muon_lr if group.get("muon") and muon_lr is not None else hp.lr)
+        return float(hp.muon_lr if group.get("muon") and hp.muon_lr is not None else hp.lr)
 
     def _one_cycle(
         self, opt: torch.optim.Optimizer, total: int, last_step: int = -1
