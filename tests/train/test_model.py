@@ -31,6 +31,25 @@ def test_frames_match_output_lengths(stem: str, height_pool: str, height: int) -
         assert int(CRNN.output_lengths(widths).max()) == out.shape[0]
 
 
+def test_filters_are_channels_last_and_plain_state_dicts_load() -> None:
+    """The CNN runs channels-last (cheaper on the CPU); weights saved in the plain layout
+    (older checkpoints, other tools) load into it and compute the same lines."""
+    torch.manual_seed(0)
+    net = CRNN(10, channels=(4, 8, 8, 8), hidden=8, lstm_layers=1).eval()
+    conv = net.cnn[0]
+    assert isinstance(conv, nn.Conv2d)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = {k: v.contiguous() for k, v in net.state_dict().items()}
+    other = CRNN(10, channels=(4, 8, 8, 8), hidden=8, lstm_layers=1).eval()
+    other.load_state_dict(plain)
+    loaded = other.cnn[0]
+    assert isinstance(loaded, nn.Conv2d)
+    assert loaded.weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.rand(3, 1, 32, 40)
+    with torch.no_grad():
+        assert torch.allclose(net(images), other(images), atol=1e-5)
+
+
 def test_unknown_stem_is_refused() -> None:
     with pytest.raises(ValueError, match="stem"):
         CRNN(10, stem="bogus")
