@@ -258,6 +258,33 @@ def test_sigusr1_saves_a_checkpoint_and_training_goes_on(start_train, tmp_path: 
     assert 2 <= saved_at < 40 and _global_step(last) == 40
 
 
+def test_a_time_budget_ends_the_run_and_its_learning_rate_cycle(start_train, tmp_path: Path):
+    outputs = tmp_path / "outputs"
+    run = [*RUN, "experiment_name=budget", "trainer.max_epochs=100000"]
+    p = start_train([*run, "callbacks.time_budget.seconds=4"], outputs)
+    rc, out = p.wait(timeout=180)
+    assert rc == 0, out
+    p.assert_no_survivors()
+    assert "time budget of 0m04s spent: training ends at step" in out and "test  cer" in out
+    last = _ckpt_dir(outputs, "budget") / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    steps = int(ckpt["global_step"])
+    assert 0 < steps < 100000 * BATCHES
+    # The cycle ended with the budget: the rate is at its floor, not cut off mid-decay.
+    groups = ckpt["optimizer_states"][0]["param_groups"]
+    assert all(g["lr"] < g["max_lr"] * 1e-3 for g in groups), groups
+    spent = next(v["spent_s"] for k, v in ckpt["callbacks"].items() if "TimeBudget" in k)
+    assert spent >= 4.0
+
+    # Resumed with a larger budget, the run goes on with what is left of it.
+    q = start_train([*run, "callbacks.time_budget.seconds=6", "resume=auto"], outputs)
+    rc, out = q.wait(timeout=180)
+    assert rc == 0, out
+    q.assert_no_survivors()
+    assert "0m04s spent before this run" in out and "time budget of 0m06s spent" in out
+    assert _global_step(last) > steps
+
+
 def _errors(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("ERROR:")]
 
@@ -274,6 +301,7 @@ def _errors(out: str) -> list[str]:
         (["trainer.max_epochs=-1"], "needs a finite run"),
         (["seed=-1"], "seed must be between 0 and"),
         (["experiment_name="], "experiment_name must not be empty"),
+        (["callbacks.time_budget.seconds=0"], "time_budget.seconds must be above 0"),
     ],
 )
 def test_bad_training_input_is_one_error_and_exit_2(

@@ -1,5 +1,5 @@
-"""Training callbacks: signal-driven stop and save, atomic checkpoints, JSONL metrics, and
-plain progress lines for logs (a progress bar is used when stdout is a terminal).
+"""Training callbacks: signal-driven stop and save, atomic checkpoints, a time budget, JSONL
+metrics, and plain progress lines for logs (a progress bar is used when stdout is a terminal).
 
 Signal handlers only set flags; the work (save, stop) happens at the next batch boundary.
 """
@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temps
-from ocrtrain.train.errors import OutputWriteError
+from ocrtrain.train.errors import ConfigError, OutputWriteError
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,93 @@ class GracefulSignals(Callback):
                 raise TrainingInterrupted(stop)
 
 
+class TimeBudget(Callback):
+    """Stop training after `seconds` of it (validation included), with the one-cycle
+    learning rate (`schedule.TimedOneCycleLR`) run to its end by then.
+
+    `make train` promises a model in minutes on machines of different speeds: the run trains
+    as many steps as its budget buys, up to `trainer.max_epochs`. The time spent is part of
+    every checkpoint, so a resumed run goes on with the rest of the budget. In a distributed
+    run rank 0's clock is everyone's (one small all-reduce a step): the ranks must step the
+    same learning rate and stop at the same step. `seconds: null` leaves the run to
+    `trainer.max_epochs` / `max_steps` alone (reproducible step for step).
+    """
+
+    def __init__(self, seconds: float | None = None) -> None:
+        if seconds is not None and not seconds > 0:
+            raise ConfigError(f"callbacks.time_budget.seconds must be above 0, not {seconds}")
+        self.seconds = seconds
+        self._spent_before = 0.0  # seconds spent by the runs this one resumes
+        self._start: float | None = None
+        self._fraction = 0.0  # of the budget, as of the current batch (the same on all ranks)
+        self.stopped_at: int | None = None  # the global step the budget ended training at
+
+    @property
+    def enabled(self) -> bool:
+        return self.seconds is not None
+
+    def spent(self) -> float:
+        """Seconds of training so far, over this run and those it resumes."""
+        running = time.monotonic() - self._start if self._start is not None else 0.0
+        return self._spent_before + running
+
+    def fraction(self) -> float:
+        """The share of the budget spent as of the current batch (0 when disabled)."""
+        return self._fraction
+
+    def remaining(self) -> float | None:
+        """Seconds left of the budget (None when disabled)."""
+        return None if self.seconds is None else max(self.seconds - self.spent(), 0.0)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+        if self.seconds is not None and trainer.is_global_zero:
+            log.info(
+                "time budget: %s of training (callbacks.time_budget.seconds=%g), "
+                "at most %s epochs; %s spent before this run",
+                _fmt_duration(self.seconds),
+                self.seconds,
+                trainer.max_epochs,
+                _fmt_duration(self._spent_before),
+            )
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.seconds is None:
+            return
+        spent = self.spent()
+        if trainer.world_size > 1:
+            mine = torch.tensor(
+                [spent if trainer.is_global_zero else 0.0],
+                dtype=torch.float64,
+                device=trainer.strategy.root_device,
+            )
+            spent = float(trainer.strategy.reduce(mine, reduce_op="max"))
+        self._fraction = spent / self.seconds
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.seconds is not None and self._fraction >= 1.0 and self.stopped_at is None:
+            self.stopped_at = trainer.global_step
+            trainer.should_stop = True
+            if trainer.is_global_zero:
+                log.info(
+                    "time budget of %s spent: training ends at step %d (epoch %d); "
+                    "callbacks.time_budget.seconds=null trainer.max_steps=%d repeats this "
+                    "many steps on any machine",
+                    _fmt_duration(self.seconds),
+                    trainer.global_step,
+                    trainer.current_epoch + 1,
+                    trainer.global_step,
+                )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"spent_s": self.spent()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._spent_before = float(state_dict.get("spent_s", 0.0))
+        if self.seconds is not None:
+            self._fraction = self._spent_before / self.seconds
+
+
 class MetricsJsonl(Callback):
     """Appends one JSON object per logged train step and per validation/test epoch.
 
@@ -293,6 +380,14 @@ class MetricsJsonl(Callback):
         )
 
 
+def time_budget(trainer: L.Trainer) -> TimeBudget | None:
+    """The run's enabled `TimeBudget`, if it has one."""
+    return next(
+        (c for c in trainer.callbacks if isinstance(c, TimeBudget) and c.enabled),  # type: ignore[attr-defined]
+        None,
+    )
+
+
 def _fmt_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}m{seconds % 60:02d}s"
@@ -336,6 +431,10 @@ class PlainProgress(Callback):
         done = trainer.global_step
         rate = (done - self._step0) / max(now - self._start, 1e-9)
         eta = (total - done) / rate if rate > 0 else 0.0
+        budget = time_budget(trainer)
+        left = budget.remaining() if budget is not None else None
+        if left is not None:
+            eta = min(eta, left)
         loss = trainer.callback_metrics.get("train/loss")
         loss_s = f" loss {float(loss):.4f}" if loss is not None else ""
         self._emit(

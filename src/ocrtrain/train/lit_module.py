@@ -14,11 +14,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from ocrtrain.train.callbacks import time_budget
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.errors import ConfigError
 from ocrtrain.train.metrics import TextScore
 from ocrtrain.train.models.crnn import CRNN
 from ocrtrain.train.optim import MuonAdamW, param_groups
+from ocrtrain.train.schedule import TimedOneCycleLR
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,8 @@ MODEL_KIND = "ocrtrain.crnn-ctc"
 # 2: BiLSTM as two unpacked directions (crnn.BiLSTM); 3: contrast-normalized input lines
 # (transforms.stretch_contrast): a format-2 model would misread them.
 FORMAT_VERSION = 3
-# onecycle: warm-up then cosine decay over the whole run (needs a finite run); constant: `lr`.
+# onecycle: warm-up then cosine decay over the whole run (needs a finite run), which ends with
+# the time budget when there is one (callbacks.TimeBudget); constant: `lr`.
 SCHEDULERS = ("onecycle", "constant")
 # adamw: AdamW for every parameter; muon: Muon for weight matrices and filters (optim.py).
 OPTIMIZERS = ("adamw", "muon")
@@ -149,9 +152,14 @@ class OCRLitModule(L.LightningModule):
 
     def _one_cycle(
         self, opt: torch.optim.Optimizer, total: int, last_step: int = -1
-    ) -> torch.optim.lr_scheduler.OneCycleLR:
-        return torch.optim.lr_scheduler.OneCycleLR(
+    ) -> TimedOneCycleLR:
+        try:
+            budget = time_budget(self.trainer)
+        except RuntimeError:  # not attached to a trainer: a schedule by steps alone
+            budget = None
+        return TimedOneCycleLR(
             opt,
+            progress=budget.fraction if budget is not None else None,
             max_lr=[self._peak_lr(g) for g in opt.param_groups],
             total_steps=total,
             pct_start=self.hparams.pct_start,
