@@ -122,3 +122,24 @@ def test_sigterm_to_the_run_stops_both_ranks_and_resume_finishes(
     q.assert_no_survivors()
     resumed = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
     assert resumed == (stopped_at // BATCHES + 2) * BATCHES
+
+
+@pytest.mark.slow
+def test_a_time_budget_stops_both_ranks_at_the_same_step(start_train, tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    run = [
+        *DDP,
+        "experiment_name=ddpbudget",
+        "trainer.max_epochs=100000",
+        "callbacks.time_budget.seconds=5",
+    ]
+    p: TrainProc = start_train(run, outputs)
+    rc, out = p.wait(timeout=240)
+    assert rc == 0, out  # a rank stopping a step before the other would hang the collective
+    p.assert_no_survivors()
+    assert out.count("training ends at step") == 1 and out.count("test  cer") == 1, out
+    ckpt = torch.load(
+        outputs / "ddpbudget" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    groups = ckpt["optimizer_states"][0]["param_groups"]
+    assert all(g["lr"] < g["max_lr"] * 1e-3 for g in groups), groups  # the cycle ended

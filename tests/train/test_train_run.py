@@ -266,6 +266,8 @@ def test_a_time_budget_ends_the_run_and_its_learning_rate_cycle(start_train, tmp
     assert rc == 0, out
     p.assert_no_survivors()
     assert "time budget of 0m04s spent: training ends at step" in out and "test  cer" in out
+    # Progress lines count towards where the budget will end the run, not the 100000 epochs.
+    assert re.search(r"train epoch \d+/~\d+ step \d+/~\d+ ", out), out
     last = _ckpt_dir(outputs, "budget") / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     steps = int(ckpt["global_step"])

@@ -431,14 +431,19 @@ class PlainProgress(Callback):
         done = trainer.global_step
         rate = (done - self._step0) / max(now - self._start, 1e-9)
         eta = (total - done) / rate if rate > 0 else 0.0
+        epochs, of = str(trainer.max_epochs), str(total)
         budget = time_budget(trainer)
         left = budget.remaining() if budget is not None else None
-        if left is not None:
-            eta = min(eta, left)
+        if left is not None and left < eta:
+            # The budget ends the run first: the totals are where it will end at this rate.
+            eta = left
+            ends = done + int(rate * left)
+            per_epoch = max(int(trainer.num_training_batches), 1)
+            epochs, of = f"~{-(-ends // per_epoch)}", f"~{ends}"
         loss = trainer.callback_metrics.get("train/loss")
         loss_s = f" loss {float(loss):.4f}" if loss is not None else ""
         self._emit(
-            f"train epoch {trainer.current_epoch + 1}/{trainer.max_epochs} step {done}/{total}"
+            f"train epoch {trainer.current_epoch + 1}/{epochs} step {done}/{of}"
             f"{loss_s} {rate:.2f} steps/s eta {_fmt_duration(eta)}"
         )
 
