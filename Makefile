@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml
 # families make a model that reads unseen fonts better (configs/data/synth_receipts.yaml).
 FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-urw-base35 \
   fonts-freefont-ttf fonts-go fonts-open-sans fonts-ebgaramond fonts-crosextra-caladea \
-  fonts-linuxlibertine fonts-courier-prime fonts-inconsolata fonts-hack
+  fonts-linuxlibertine fonts-courier-prime fonts-inconsolata fonts-hack fonts-sil-gentiumplus \
+  fonts-sil-charis fonts-vollkorn fonts-adf-baskervald fonts-oldstandard fonts-adf-accanthis \
+  fonts-quattrocento
 fonts:
 	@missing=$$(for p in $(FONT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
