@@ -95,6 +95,7 @@ def test_config_mistakes_are_one_line(overrides: list[str], message: str) -> Non
         (["model.scheduler=cosine"], "model.scheduler must be one of onecycle, constant"),
         (["model.optimizer=sgd"], "model.optimizer must be one of adamw, muon"),
         (["model.muon_lr=0"], "model.muon_lr must be above 0"),
+        (["+data.train.cache=true"], "data.train.cache must be false"),
     ],
 )
 def test_values_out_of_range_are_refused_when_built(overrides: list[str], message: str) -> None:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageOps
 
 from ocrtrain.train.data.charset import PRINTABLE_ASCII, Charset
+from ocrtrain.train.data.datamodule import KeptSamples, OCRDataModule
 from ocrtrain.train.data.export import write_synth_folder
 from ocrtrain.train.data.folder import LabelFolder
 from ocrtrain.train.data.fonts import BUNDLED, missing_glyphs, pick_fonts, resolve_fonts
@@ -170,6 +172,21 @@ def test_width_buckets_pad_little() -> None:
     assert padded / sum(widths.values()) < 1.15
     by_text = WidthBuckets(sampler, 16, lambda i: len(ds[i][1]), bucket_batches=16, seed=0)
     assert sum(max(widths[i] for i in b) * len(b) for b in by_text) > padded
+
+
+def test_a_cached_split_makes_each_line_once() -> None:
+    """`cache: true` (the validation split): the persistent worker renders each line at the
+    first validation only and serves the same samples afterwards."""
+    spec = {"kind": "synth", "seed": 2, "size": 6, "fonts": [BUNDLED], "cache": True}
+    dm = OCRDataModule(train_fonts=[BUNDLED], val=spec, test={**spec, "cache": False})
+    val, test = dm.datasets["val"], dm.datasets["test"]
+    assert isinstance(val, KeptSamples) and isinstance(test, SynthLines)
+    first = val[3]
+    assert val[3] is first  # kept, not made again
+    image, text, _ = first
+    again, text_again, _ = test[3]  # the same line, made afresh
+    assert text == text_again and torch.equal(image, again)
+    assert len(val) == 6
 
 
 def test_epoch_sampler_gives_fresh_indices_per_epoch() -> None:

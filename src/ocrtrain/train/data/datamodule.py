@@ -50,6 +50,27 @@ def loader_kwargs(section: Mapping[str, Any] | None, name: str = "dataloader") -
     return kwargs
 
 
+class KeptSamples(Dataset[Any]):
+    """A finite split whose samples each process makes once and keeps (`cache: true`).
+
+    The validation loader's persistent worker then renders (or reads) its lines at the first
+    validation only; later validations are the model's forward passes alone.
+    """
+
+    def __init__(self, dataset: Dataset[Any]) -> None:
+        self.dataset = dataset
+        self.kept: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.kept.get(index)
+        if sample is None:
+            sample = self.kept[index] = self.dataset[index]
+        return sample
+
+
 class OCRDataModule(L.LightningDataModule):
     """Builds each split from its config section (`kind: synth` or `kind: folder`)."""
 
@@ -98,7 +119,14 @@ class OCRDataModule(L.LightningDataModule):
         self.seeds: dict[str, int] = {}  # per split: shuffling and synthetic lines
         for split, spec in specs.items():
             if spec:
-                self.datasets[split] = self._build(split, dict(spec))
+                dataset = self._build(split, dict(spec))
+                if spec.get("cache"):
+                    if split == "train":
+                        raise ConfigError(
+                            "data.train.cache must be false: the training lines are new every epoch"
+                        )
+                    dataset = KeptSamples(dataset)
+                self.datasets[split] = dataset
 
     def _build(self, split: str, spec: dict[str, Any]) -> Dataset[Any]:
         kind = spec.get("kind", "synth")
