@@ -141,16 +141,19 @@ def paint(plan: LinePlan) -> Image.Image:
     if plan.stretch is not None:
         size = (max(1, round(img.width * plan.stretch)), img.height)
         img = img.resize(size, Image.Resampling.BILINEAR)
-    arr = np.asarray(img, dtype=np.float32)
     if plan.gradient is not None:
+        arr = np.asarray(img, dtype=np.float32)
         a, b = plan.gradient
         ramp = np.linspace(a, b, arr.shape[1], dtype=np.float32)[None, :]
         arr = 255.0 - (255.0 - arr) * ramp
-    else:
-        arr = 255.0 - (255.0 - arr) * plan.contrast
-    img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+        img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+        left = arr[:, :4]
+    else:  # one contrast: the same float32 arithmetic, once per gray level (a lookup table)
+        level = 255.0 - (255.0 - np.arange(256, dtype=np.float32)) * plan.contrast
+        left = level[np.asarray(img)[:, :4]]
+        img = img.point(level.clip(0, 255).astype(np.uint8).tolist())
     if plan.angle is not None:
-        fill = int(np.median(arr[:, :4]))
+        fill = int(np.median(left))
         bilinear = Image.Resampling.BILINEAR
         img = img.rotate(plan.angle, resample=bilinear, expand=True, fillcolor=fill)
     if plan.blur is not None:

@@ -37,10 +37,26 @@ def stretch_contrast(ink: np.ndarray) -> np.ndarray:
     input, lies at the edge of the synthetic lines' range (grey paper, faded ink) and was
     misread ("12.50" as "12 50"). A line with no clear ink (range under 0.1) is left as is.
     """
-    paper, dark = np.percentile(ink, (10, 99))
+    paper, dark = _percentiles(ink, (10, 99))
     if dark - paper < 0.1:
         return ink
     return np.clip((ink - paper) / (dark - paper), 0.0, 1.0).astype(np.float32)
+
+
+def _percentiles(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """`np.percentile(a, qs)` (linear interpolation) from one partial sort: ~3x faster on
+    a line's pixels, which every training line pays in a loader worker."""
+    flat = a.ravel()
+    last = flat.size - 1
+    where = [q / 100 * last for q in qs]
+    ranks = sorted({r for w in where for r in (math.floor(w), min(math.floor(w) + 1, last))})
+    part = np.partition(flat, ranks)
+    out = []
+    for w in where:
+        lo = math.floor(w)
+        low, high = float(part[lo]), float(part[min(lo + 1, last)])
+        out.append(low + (high - low) * (w - lo))
+    return out
 
 
 def trim_margins(img: Image.Image) -> Image.Image:
