@@ -261,17 +261,22 @@ def test_sigusr1_saves_a_checkpoint_and_training_goes_on(start_train, tmp_path: 
 def test_a_time_budget_ends_the_run_and_its_learning_rate_cycle(start_train, tmp_path: Path):
     outputs = tmp_path / "outputs"
     run = [*RUN, "experiment_name=budget", "trainer.max_epochs=100000"]
-    p = start_train([*run, "callbacks.time_budget.seconds=4"], outputs)
+    # Validation so rare it never comes: the budget's end is validated all the same.
+    once = [*run, "trainer.check_val_every_n_epoch=100000"]
+    p = start_train([*once, "callbacks.time_budget.seconds=4"], outputs)
     rc, out = p.wait(timeout=180)
     assert rc == 0, out
     p.assert_no_survivors()
-    assert "time budget of 0m04s spent: training ends at step" in out and "test  cer" in out
+    ended = re.search(r"time budget of 0m04s spent: training ends at step (\d+) ", out)
+    assert ended and "test  cer" in out, out
     # Progress lines count towards where the budget will end the run, not the 100000 epochs.
     assert re.search(r"train epoch \d+/~\d+ step \d+/~\d+ ", out), out
+    assert re.findall(r"val +epoch \d+ step (\d+) ", out) == [ended.group(1)], out
+    # last.ckpt holds the final step, whether or not a periodic save fell on it.
     last = _ckpt_dir(outputs, "budget") / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     steps = int(ckpt["global_step"])
-    assert 0 < steps < 100000 * BATCHES
+    assert 0 < steps < 100000 * BATCHES and steps == int(ended.group(1))
     # The cycle ended with the budget: the rate is at its floor, not cut off mid-decay.
     groups = ckpt["optimizer_states"][0]["param_groups"]
     assert all(g["lr"] < g["max_lr"] * 1e-3 for g in groups), groups

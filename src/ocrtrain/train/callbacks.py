@@ -87,6 +87,15 @@ class AtomicModelCheckpoint(ModelCheckpoint):
     def last_path(self) -> Path:
         return Path(str(self.dirpath)) / LAST
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A run that stops between two saves (its time budget, `max_steps`) leaves its final
+        weights in `last.ckpt` too, so `resume=auto` has nothing to redo."""
+        super().on_train_end(trainer, pl_module)
+        saved = getattr(self, "_last_global_step_saved", None)  # Lightning's own bookkeeping
+        if self.save_last and self.dirpath and saved != trainer.global_step:
+            trainer.save_checkpoint(str(self.last_path))
+            self._last_global_step_saved = trainer.global_step
+
 
 class GracefulSignals(Callback):
     """First SIGINT/SIGTERM/SIGHUP: finish the batch, save `last.ckpt`, stop (exit 128+N).
@@ -268,6 +277,11 @@ class TimeBudget(Callback):
         if self.seconds is not None and self._fraction >= 1.0 and self.stopped_at is None:
             self.stopped_at = trainer.global_step
             trainer.should_stop = True
+            # Lightning validates a run that stops early only in an epoch it would validate
+            # anyway: the end of the learning-rate cycle is always scored (and best.ckpt
+            # considered), whatever `check_val_every_n_epoch` says.
+            if (trainer.check_val_every_n_epoch or 1) > 1:
+                trainer.check_val_every_n_epoch = 1
             if trainer.is_global_zero:
                 log.info(
                     "time budget of %s spent: training ends at step %d (epoch %d); "
