@@ -12,7 +12,6 @@ run, under the pseudo run id `legacy`).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from ocrtrain.monitor.snapshot import ORPHAN, STALE, RunView, collect
 from ocrtrain.procman import procfs
 from ocrtrain.procman.errors import RunNotFound, UsageError
 from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, EventKind, RunState
+from ocrtrain.procman.membership import ProcessTable, by_run
 
 if TYPE_CHECKING:
     from ocrtrain.procman.journal import Journal
@@ -318,6 +318,26 @@ def _wait_gone(stats: dict[int, tuple[procfs.ProcStat, CleanupItem]], timeout: f
         delay = min(delay * 2, 0.2)
 
 
+def _forked(
+    journal: Journal, run_ids: set[str], planned: set[tuple[int, int]]
+) -> dict[int, tuple[procfs.ProcStat, CleanupItem]]:
+    """Processes of orphaned runs that are not in `planned` (forked while being ended), from
+    one scan; runs whose supervisor lives again are left to it. Adds them to `planned`."""
+    table = ProcessTable.scan()
+    records = [r for r in (journal.get_run(rid) for rid in sorted(run_ids)) if r is not None]
+    found: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
+    for run_id, group in by_run(table, records).items():
+        if run_id not in run_ids or group.supervisor_alive:
+            continue
+        for m in group.members.values():
+            if (m.pid, m.start) in planned:
+                continue
+            why = "forked during cleanup"
+            found[m.pid] = (m.stat, CleanupItem(m.pid, m.start, run_id, why, None, roles.HELPER))
+            planned.add((m.pid, m.start))
+    return found
+
+
 def execute(
     plan: CleanupPlan, journal: Journal, *, grace: float = 5.0, force: bool = False
 ) -> CleanupReport:
@@ -384,22 +404,7 @@ def execute(
     for _round in range(_FORK_ROUNDS):
         if not orphan_runs:
             break
-        newcomers: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
-        for pid, t in procfs.scan().items():
-            if (
-                t.run_id in orphan_runs
-                and t.stat.state not in ("Z", "X")
-                and (pid, t.stat.start) not in planned
-                and pid != os.getpid()
-            ):
-                rec = journal.get_run(t.run_id) if t.run_id is not None else None
-                if rec is not None and supervisor_alive(rec):
-                    continue
-                item = CleanupItem(
-                    pid, t.stat.start, t.run_id, "forked during cleanup", None, roles.HELPER
-                )
-                newcomers[pid] = (t.stat, item)
-                planned.add((pid, t.stat.start))
+        newcomers = _forked(journal, orphan_runs, planned)
         if not newcomers:
             break
         _teardown(journal, newcomers, 0.0, report, note="forked during cleanup")

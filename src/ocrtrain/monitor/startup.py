@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ocrtrain.monitor.snapshot import group_runs, journal_records, orphan_pids
-from ocrtrain.procman import procfs
+from ocrtrain.monitor.snapshot import journal_records, orphan_pids
+from ocrtrain.procman.membership import ProcessTable, by_run
 from ocrtrain.procman.reconcile import reconcile
 
 if TYPE_CHECKING:
@@ -36,8 +36,8 @@ def startup_check(journal: Journal) -> list[str]:
     try:
         for run in reconcile(journal):
             lines.append(f"run {run.id} ({run.name}) was marked lost: its supervisor is gone")
-        table = procfs.scan()
-        groups = group_runs(table, journal_records(journal, table))
+        table = ProcessTable.scan()
+        groups = by_run(table, journal_records(journal, table))
     except Exception:  # a startup check must never break the command that runs it
         log.exception("startup check failed")
         return lines

@@ -103,12 +103,15 @@ class RunCgroup:
             f.write(str(pid))
 
     def pids(self) -> list[int]:
-        """Processes in the cgroup now ([] once it is gone)."""
-        try:
-            with open(self.path / "cgroup.procs") as f:
-                return [int(x) for x in f.read().split()]
-        except OSError:
-            return []
+        """Processes in the cgroup and its sub-groups now ([] once it is gone)."""
+        out: list[int] = []
+        for folder, _dirs, _files in os.walk(self.path):
+            try:
+                with open(os.path.join(folder, "cgroup.procs")) as f:
+                    out.extend(int(x) for x in f.read().split())
+            except (OSError, ValueError):
+                continue
+        return out
 
     def is_populated(self) -> bool:
         try:

@@ -1,9 +1,8 @@
 """Find every process of a run and end it: SIGTERM, one shared deadline, SIGKILL, reap.
 
-A run's members are the union of four independent views, so that a process escaping one is
-still caught by another: the run's cgroup, its session, the `OCRTRAIN_RUN_ID` tag in the
-environment, and the descendants of its supervisor. Every signal goes through a pidfd opened
-and then re-checked against the process's start time, so a reused pid is never hit.
+Which processes are the run's is `ocrtrain.procman.membership`'s answer, asked again while
+the teardown lasts so that forks are caught. Every signal goes through a pidfd opened and then
+re-checked against the process's start time, so a reused pid is never hit.
 """
 
 from __future__ import annotations
@@ -20,6 +19,9 @@ from typing import Any
 from ocrtrain.procman import procfs
 from ocrtrain.procman.cgroup import RunCgroup
 from ocrtrain.procman.journal import EventKind
+from ocrtrain.procman.membership import ProcessTable, RunScope, find_members, members
+
+__all__ = ["Signaller", "Teardown", "TeardownResult", "find_members", "signal_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -31,60 +33,6 @@ EventSink = Callable[..., Any]  # (kind, pid=None, signal=None, **detail)
 
 def _ignore_event(*args: Any, **kwargs: Any) -> None:
     del args, kwargs
-
-
-def find_members(
-    run_id: str | None,
-    *,
-    sid: int | None = None,
-    sid_until: int | None = None,
-    cgroup: RunCgroup | None = None,
-    root_pid: int | None = None,
-    exclude: Iterable[int] = (),
-    table: dict[int, procfs.Tagged] | None = None,
-) -> dict[int, procfs.ProcStat]:
-    """Live (non-zombie) processes of a run, by run id, session, cgroup and descent.
-
-    Args:
-        run_id: the run's `OCRTRAIN_RUN_ID` value.
-        sid: the session the run's main process leads.
-        sid_until: once the session leader is gone its pid (the sid) may be reused by a new,
-            unrelated session leader; pass the time (clock ticks since boot) the leader was
-            known to be gone, and only processes started before it count by session.
-        cgroup: the run's cgroup, if it has one.
-        root_pid: the supervisor: all its descendants belong to the run (it is a subreaper).
-        exclude: pids that are never members (the supervisor, its watchdog, the caller).
-        table: a process-table scan to reuse (default: scan now).
-    """
-    if table is None:
-        table = procfs.scan(with_env=run_id is not None)
-    skip = {os.getpid(), *exclude}
-    in_cgroup = set(cgroup.pids()) if cgroup is not None else set()
-    members: dict[int, procfs.ProcStat] = {}
-    for pid, tagged in table.items():
-        st = tagged.stat
-        if pid in skip or st.state in ("Z", "X") or tagged.watchdog_for is not None:
-            continue
-        if (
-            (run_id is not None and tagged.run_id == run_id)
-            or (sid is not None and st.sid == sid and (sid_until is None or st.start <= sid_until))
-            or pid in in_cgroup
-        ):
-            members[pid] = st
-    if root_pid is not None:
-        children: dict[int, list[int]] = {}
-        for pid, tagged in table.items():
-            children.setdefault(tagged.stat.ppid, []).append(pid)
-        stack = list(children.get(root_pid, []))
-        while stack:
-            pid = stack.pop()
-            tagged = table[pid]
-            if pid in skip or tagged.watchdog_for is not None:
-                continue
-            if tagged.stat.state not in ("Z", "X"):
-                members[pid] = tagged.stat
-            stack.extend(children.get(pid, []))
-    return members
 
 
 @dataclass
@@ -243,11 +191,8 @@ class Teardown:
     ) -> None:
         self.run_id = run_id
         self.grace = max(0.0, grace)
-        self.sid = sid
-        self.sid_until = sid_until
+        self.scope = RunScope(run_id, sid, sid_until, cgroup, root_pid, frozenset(exclude))
         self.cgroup = cgroup
-        self.root_pid = root_pid
-        self.exclude = set(exclude)
         self.on_event = on_event
         self.reap = reap
         self.only = list(only) if only is not None else None
@@ -276,14 +221,8 @@ class Teardown:
         self._last_scan = time.monotonic()
         if self.only is not None:
             return {st.pid: st for st in self.only if procfs.is_alive(st.pid, st.start)}
-        return find_members(
-            self.run_id,
-            sid=self.sid,
-            sid_until=self.sid_until,
-            cgroup=self.cgroup,
-            root_pid=self.root_pid,
-            exclude=self.exclude,
-        )
+        table = ProcessTable.scan(with_env=self.run_id is not None)
+        return {pid: m.stat for pid, m in members(table, self.scope).items()}
 
     def _signal(self, st: procfs.ProcStat, sig: int) -> None:
         target = self.signaller.adopt(st)

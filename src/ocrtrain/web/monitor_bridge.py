@@ -89,20 +89,21 @@ class MonitorBridge:
         import psutil
 
         from ocrtrain.procman.api import run_processes
+        from ocrtrain.procman.membership import Role
 
         vm = psutil.virtual_memory()
         runs: list[dict[str, Any]] = []
         for rec in self.journal.list_runs(states=ACTIVE_STATES):
             procs: list[dict[str, Any]] = [
                 {
-                    "pid": pid,
-                    "ppid": st.ppid,
-                    "role": "trainer" if pid == rec.child_pid else "helper",
-                    "state": st.state,
-                    "cmdline": st.comm,
+                    "pid": m.pid,
+                    "ppid": m.stat.ppid,
+                    "role": "trainer" if m.role == Role.TRAINER else "helper",
+                    "state": m.stat.state,
+                    "cmdline": m.stat.comm,
                     "flags": [],
                 }
-                for pid, st in run_processes(rec).items()
+                for m in run_processes(rec).values()
             ]
             runs.append(
                 {
