@@ -33,7 +33,9 @@ def imports_of(tree: ast.AST, modules: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            # `from pkg import mod` depends on mod only (pkg is imported first either way)
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            names = [n for n in subs if n in modules] or [node.module]
         else:
             continue
         out.update(n for n in names if n in modules)
@@ -95,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     names = {module_name(p, src): p for p in paths}
     trees = {m: ast.parse(p.read_text(), str(p)) for m, p in names.items()}
     graph = {m: imports_of(t, set(names)) - {m} for m, t in trees.items()}
-    # a package imports its parent package implicitly; only explicit edges count
     found = cycles(graph)
     cls = largest(trees, ast.ClassDef)
     fn = largest(trees, (ast.FunctionDef, ast.AsyncFunctionDef))

@@ -19,13 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 from ocrtrain.monitor import roles
 from ocrtrain.monitor.snapshot import ORPHAN, STALE, RunView, collect
-from ocrtrain.procman import procfs
-from ocrtrain.procman.errors import RunNotFound, UsageError
-from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, EventKind, RunState
-from ocrtrain.procman.membership import ProcessTable, by_run
+from ocrtrain.procman import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    EventKind,
+    ProcessTable,
+    ProcStat,
+    RunNotFound,
+    RunState,
+    UsageError,
+    by_run,
+    is_alive,
+    read_cmdline,
+    read_stat,
+)
 
 if TYPE_CHECKING:
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +141,7 @@ def _leftover_watchdog(run: RunView, ppid: int) -> bool:
         return run.record.is_final
     if any(ORPHAN not in p.flags for p in run.members):
         return False
-    parent = procfs.read_cmdline(ppid) if ppid > 1 else []
+    parent = read_cmdline(ppid) if ppid > 1 else []
     return not any("ocrtrain" in a for a in parent[:4])
 
 
@@ -260,12 +270,12 @@ def _recorder(journal: Journal, run_of: dict[int, str | None]) -> Callable[..., 
 
 def _teardown(
     journal: Journal,
-    stats: dict[int, tuple[procfs.ProcStat, CleanupItem]],
+    stats: dict[int, tuple[ProcStat, CleanupItem]],
     grace: float,
     report: CleanupReport,
     note: str | None = None,
 ) -> None:
-    from ocrtrain.procman.teardown import Teardown
+    from ocrtrain.procman import Teardown
 
     if not stats:
         return
@@ -291,10 +301,10 @@ def _teardown(
             report.ended.append({**entry, "signal": how, "reason": note or item.reason})
 
 
-def _verify(item: CleanupItem, report: CleanupReport) -> procfs.ProcStat | None:
+def _verify(item: CleanupItem, report: CleanupReport) -> ProcStat | None:
     """The live process behind an item, or None (reported as skipped) if it is gone or its pid
     now belongs to another process."""
-    st = procfs.read_stat(item.pid)
+    st = read_stat(item.pid)
     entry = {"pid": item.pid, "run_id": item.run_id, "role": item.role, "cmdline": item.cmdline}
     if st is None or st.state in ("Z", "X"):
         report.skipped.append({**entry, "reason": "already gone"})
@@ -308,11 +318,11 @@ def _verify(item: CleanupItem, report: CleanupReport) -> procfs.ProcStat | None:
     return st
 
 
-def _wait_gone(stats: dict[int, tuple[procfs.ProcStat, CleanupItem]], timeout: float) -> None:
+def _wait_gone(stats: dict[int, tuple[ProcStat, CleanupItem]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.02
     while time.monotonic() < deadline:
-        if not any(procfs.is_alive(pid, st.start) for pid, (st, _i) in stats.items()):
+        if not any(is_alive(pid, st.start) for pid, (st, _i) in stats.items()):
             return
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
@@ -320,12 +330,12 @@ def _wait_gone(stats: dict[int, tuple[procfs.ProcStat, CleanupItem]], timeout: f
 
 def _forked(
     journal: Journal, run_ids: set[str], planned: set[tuple[int, int]]
-) -> dict[int, tuple[procfs.ProcStat, CleanupItem]]:
+) -> dict[int, tuple[ProcStat, CleanupItem]]:
     """Processes of orphaned runs that are not in `planned` (forked while being ended), from
     one scan; runs whose supervisor lives again are left to it. Adds them to `planned`."""
     table = ProcessTable.scan()
     records = [r for r in (journal.get_run(rid) for rid in sorted(run_ids)) if r is not None]
-    found: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
+    found: dict[int, tuple[ProcStat, CleanupItem]] = {}
     for run_id, group in by_run(table, records).items():
         if run_id not in run_ids or group.supervisor_alive:
             continue
@@ -350,14 +360,13 @@ def execute(
     """
     if grace < 0:
         raise UsageError(f"--grace must be non-negative, got {grace}")
-    from ocrtrain.procman.api import request_stop
-    from ocrtrain.procman.reconcile import supervisor_alive, watchdog_alive
+    from ocrtrain.procman import request_stop, supervisor_alive, watchdog_alive
 
     report = CleanupReport()
     effective_grace = 0.0 if force else grace
     live = set(plan.live_runs)
-    direct: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
-    via_supervisor: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
+    direct: dict[int, tuple[ProcStat, CleanupItem]] = {}
+    via_supervisor: dict[int, tuple[ProcStat, CleanupItem]] = {}
     for item in plan.items:
         st = _verify(item, report)
         if st is None:
@@ -377,12 +386,10 @@ def execute(
         except UsageError as exc:  # it ended meanwhile
             log.info("run %s: %s", run_id, exc)
     if via_supervisor:
-        from ocrtrain.procman.teardown import KILL_WAIT_S
+        from ocrtrain.procman import KILL_WAIT_S
 
         _wait_gone(via_supervisor, effective_grace + KILL_WAIT_S + _LIVE_EXTRA_S)
-        lingering = {
-            pid: v for pid, v in via_supervisor.items() if procfs.is_alive(pid, v[0].start)
-        }
+        lingering = {pid: v for pid, v in via_supervisor.items() if is_alive(pid, v[0].start)}
         for pid, (_st, item) in via_supervisor.items():
             if pid not in lingering:
                 entry = {"pid": pid, "run_id": item.run_id, "role": item.role}

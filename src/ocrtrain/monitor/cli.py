@@ -12,10 +12,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ocrtrain.procman.errors import UsageError
+from ocrtrain.procman import UsageError
 
 if TYPE_CHECKING:
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
 DEFAULT_WATCH_S = 2.0
 
@@ -98,7 +98,7 @@ def _check_all_users(args: argparse.Namespace) -> None:
 def _journal() -> Journal:
     """The journal as it is: ps shows stale runs and orphans itself, and a dry run of cleanup
     must not change anything (other commands run the startup check)."""
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
     return Journal()
 
@@ -154,7 +154,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     """
     from ocrtrain.monitor import cleanup
     from ocrtrain.monitor.render import plan_lines, report_lines
-    from ocrtrain.procman.spec import parse_seconds
+    from ocrtrain.procman import parse_seconds
 
     if args.stale and args.all:
         raise UsageError("--stale and --all contradict each other")

@@ -20,14 +20,28 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ocrtrain.monitor import roles
-from ocrtrain.procman import procfs
-from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, RunRecord
-from ocrtrain.procman.membership import FoundBy, ProcessTable, RunMembers, by_run
+from ocrtrain.procman import (
+    ACTIVE_STATES,
+    CLOCK_TICKS,
+    FINAL_STATES,
+    PROC,
+    FoundBy,
+    ProcessTable,
+    ProcStat,
+    RunMembers,
+    RunRecord,
+    boot_time,
+    by_run,
+    read_cmdline,
+    read_environ,
+    read_uid,
+    start_epoch,
+)
 
 if TYPE_CHECKING:
     from ocrtrain.monitor.gpu import GpuDevice, GpuReading
     from ocrtrain.monitor.legacy import LegacyProcess
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
 ORPHAN = "orphan"
 STALE = "stale"
@@ -159,7 +173,7 @@ class MonitorSnapshot:
 def read_io(pid: int) -> tuple[int | None, int | None]:
     """(read_bytes, write_bytes) from /proc/<pid>/io: bytes that reached storage."""
     try:
-        with open(f"{procfs.PROC}/{pid}/io", "rb") as f:
+        with open(f"{PROC}/{pid}/io", "rb") as f:
             raw = f.read()
     except OSError:
         return None, None
@@ -177,7 +191,7 @@ def read_io(pid: int) -> tuple[int | None, int | None]:
 def _cpu_ticks() -> tuple[int | None, int | None]:
     """(total, busy) jiffies of all CPUs from /proc/stat."""
     try:
-        with open(f"{procfs.PROC}/stat", "rb") as f:
+        with open(f"{PROC}/stat", "rb") as f:
             first = f.readline().split()
     except OSError:
         return None, None
@@ -192,7 +206,7 @@ def _cpu_ticks() -> tuple[int | None, int | None]:
 
 def _meminfo() -> tuple[int | None, int | None]:
     try:
-        with open(f"{procfs.PROC}/meminfo", "rb") as f:
+        with open(f"{PROC}/meminfo", "rb") as f:
             raw = f.read()
     except OSError:
         return None, None
@@ -224,7 +238,7 @@ def _looks_like_supervisor(table: ProcessTable, pid: int) -> bool:
     t = table.procs.get(pid)
     if t is None or pid <= 1 or t.run_id is not None:
         return False
-    return any("ocrtrain" in arg for arg in procfs.read_cmdline(pid)[:4])
+    return any("ocrtrain" in arg for arg in read_cmdline(pid)[:4])
 
 
 def orphan_pids(group: RunMembers, table: ProcessTable) -> set[int]:
@@ -287,7 +301,7 @@ def journal_records(journal: Journal, table: ProcessTable) -> list[RunRecord]:
 
 
 def _process_view(
-    st: procfs.ProcStat,
+    st: ProcStat,
     role: str,
     flags: tuple[str, ...],
     found_by: FoundBy,
@@ -300,13 +314,13 @@ def _process_view(
     uid: int | None,
 ) -> ProcessView:
     ticks = st.utime + st.stime
-    age = max(0.0, now - procfs.start_epoch(st.start, btime)) if btime else None
+    age = max(0.0, now - start_epoch(st.start, btime)) if btime else None
     cpu: float | None = None
     prev = previous.get((st.pid, st.start))
     if prev is not None and now > prev[1]:
-        cpu = 100.0 * (ticks - prev[0]) / procfs.CLOCK_TICKS / (now - prev[1])
+        cpu = 100.0 * (ticks - prev[0]) / CLOCK_TICKS / (now - prev[1])
     elif age:
-        cpu = 100.0 * ticks / procfs.CLOCK_TICKS / age
+        cpu = 100.0 * ticks / CLOCK_TICKS / age
     io_r, io_w = read_io(st.pid)
     gp = gpu.by_pid.get(st.pid) if gpu is not None else None
     return ProcessView(
@@ -349,8 +363,8 @@ def build_run_view(
             pid=pid,
             ppid=m.stat.ppid,
             comm=m.stat.comm,
-            cmdline=tuple(procfs.read_cmdline(pid)),
-            rank=roles.rank_of(procfs.read_environ(pid)),
+            cmdline=tuple(read_cmdline(pid)),
+            rank=roles.rank_of(read_environ(pid)),
         )
     trainer_pid: int | None = None
     if rec is not None and group.trainer_alive:
@@ -376,9 +390,9 @@ def build_run_view(
 
     views: list[ProcessView] = []
 
-    def view(st: procfs.ProcStat, role_: str, flags: tuple[str, ...], how: FoundBy) -> ProcessView:
+    def view(st: ProcStat, role_: str, flags: tuple[str, ...], how: FoundBy) -> ProcessView:
         info = infos.get(st.pid)
-        cmd = list(info.cmdline) if info is not None else procfs.read_cmdline(st.pid)
+        cmd = list(info.cmdline) if info is not None else read_cmdline(st.pid)
         return _process_view(
             st,
             role_,
@@ -389,7 +403,7 @@ def build_run_view(
             previous=previous,
             gpu=gpu,
             cmdline=cmd,
-            uid=procfs.read_uid(st.pid),
+            uid=read_uid(st.pid),
         )
 
     if group.supervisor is not None:
@@ -438,7 +452,7 @@ def collect(
         UsageError: `all_users` without root, or an empty `match`.
     """
     if journal is None:
-        from ocrtrain.procman.journal import Journal
+        from ocrtrain.procman import Journal
 
         journal = Journal()
     total0, busy0 = _cpu_ticks()
@@ -452,7 +466,7 @@ def collect(
 
         gpu_reading = gpu_mod.read()
     now = time.time()
-    btime = procfs.boot_time()
+    btime = boot_time()
     prev_ticks: dict[tuple[int, int], tuple[int, float]] = {}
     if previous is not None:
         for r in previous.runs:

@@ -12,11 +12,10 @@ import logging
 from typing import TYPE_CHECKING
 
 from ocrtrain.monitor.snapshot import journal_records, orphan_pids
-from ocrtrain.procman.membership import ProcessTable, by_run
-from ocrtrain.procman.reconcile import reconcile
+from ocrtrain.procman import ProcessTable, by_run, reconcile
 
 if TYPE_CHECKING:
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def open_journal(check: bool = True) -> Journal:
     """
     import sys
 
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
     journal = Journal()
     if check:

@@ -1,8 +1,8 @@
-"""The public API of the process-management core, used by the CLI, the trainer, the monitor
-and the web UI. Everything here imports only the standard library and psutil.
+"""Starting, stopping and inspecting runs: the verbs of the core's public face
+(`ocrtrain.procman` exports them). Everything here imports only the standard library and psutil.
 
 Example:
-    >>> from ocrtrain.procman.api import RunSpec, start
+    >>> from ocrtrain.procman import RunSpec, start
     >>> handle = start(RunSpec(argv=("python", "-c", "print('hi')"), name="demo"))
     >>> handle.wait(timeout=30).state
     <RunState.SUCCEEDED: 'succeeded'>
@@ -26,32 +26,14 @@ from ocrtrain.procman.journal import (
     Journal,
     RunRecord,
     RunState,
-    SampleRecord,
 )
+from ocrtrain.procman.liveness import reconcile, supervisor_alive
 from ocrtrain.procman.membership import Member, ProcessTable, members, run_scope
-from ocrtrain.procman.reconcile import reconcile, supervisor_alive
 from ocrtrain.procman.spec import RunSpec
 from ocrtrain.procman.supervisor import create_run, run_foreground
 from ocrtrain.procman.teardown import Teardown, TeardownResult, signal_identity
 
-__all__ = [
-    "ACTIVE_STATES",
-    "FINAL_STATES",
-    "EventKind",
-    "EventRecord",
-    "Journal",
-    "RunHandle",
-    "RunRecord",
-    "RunSpec",
-    "RunState",
-    "SampleRecord",
-    "TeardownResult",
-    "reconcile",
-    "request_stop",
-    "run_foreground",
-    "run_processes",
-    "start",
-]
+__all__ = ["RunHandle", "request_stop", "run_foreground", "run_processes", "start"]
 
 DETACH_START_TIMEOUT_S = 30.0
 

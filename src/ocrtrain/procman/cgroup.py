@@ -13,10 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from ocrtrain.procman.envnames import CGROUP_ROOT_ENV, NO_CGROUP_ENV
 
-CGROUP_ROOT_ENV = "OCRTRAIN_CGROUP_ROOT"
-DISABLE_ENV = "OCRTRAIN_NO_CGROUP"
+log = logging.getLogger(__name__)
 
 
 class CgroupUnavailable(Exception):
@@ -55,8 +54,8 @@ def parent_dir() -> Path:
     Raises:
         CgroupUnavailable: no cgroup v2 mount, or disabled by `OCRTRAIN_NO_CGROUP=1`.
     """
-    if os.environ.get(DISABLE_ENV) == "1":
-        raise CgroupUnavailable(f"disabled by {DISABLE_ENV}=1")
+    if os.environ.get(NO_CGROUP_ENV) == "1":
+        raise CgroupUnavailable(f"disabled by {NO_CGROUP_ENV}=1")
     explicit = os.environ.get(CGROUP_ROOT_ENV)
     if explicit:
         return Path(explicit)

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from ocrtrain.procman.journal import ACTIVE_STATES, Journal
+from ocrtrain.procman import ACTIVE_STATES, Journal
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ class MonitorBridge:
         """Without the monitor: active runs from the journal, with their pids and no metrics."""
         import psutil
 
-        from ocrtrain.procman.api import run_processes
-        from ocrtrain.procman.membership import Role
+        from ocrtrain.procman import Role, run_processes
 
         vm = psutil.virtual_memory()
         runs: list[dict[str, Any]] = []
