@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ocrtrain.procman import UsageError
+from ocrtrain.procman import UsageError, to_json
 
 if TYPE_CHECKING:
     from ocrtrain.procman import Journal
@@ -130,7 +130,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         return watch(take, args.watch)
     snap = take(None)
     if args.json:
-        sys.stdout.write(json.dumps(snap.to_dict()) + "\n")
+        sys.stdout.write(json.dumps(to_json(snap)) + "\n")
         return 0
     from ocrtrain.monitor.render import print_snapshot
 
@@ -146,7 +146,7 @@ def _confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def cmd_cleanup(args: argparse.Namespace) -> int:
+def cmd_cleanup(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per option
     """`ocrtrain cleanup`: 0 when everything planned was ended, 1 when something survived.
 
     Raises:
@@ -187,13 +187,13 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             print("HINT: not a terminal and no --yes: showing the plan only", file=sys.stderr)
     if not act:
         if args.json:
-            print(json.dumps({"dry_run": True, "plan": plan.to_dict()}))
+            print(json.dumps({"dry_run": True, "plan": to_json(plan)}))
         else:
             print("\n".join(plan_lines(plan, dry_run=True)))
         return 0
     report = cleanup.execute(plan, journal, grace=grace, force=args.force)
     if args.json:
-        print(json.dumps({"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()}))
+        print(json.dumps({"dry_run": False, "plan": to_json(plan), "report": to_json(report)}))
     else:
         print("\n".join(report_lines(report)))
     if not report.ok:

@@ -21,10 +21,10 @@ import os
 import posixpath
 import re
 import shlex
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from ocrtrain.procman import (
+    HIDDEN,
     PROC,
     ProcessTable,
     ProcStat,
@@ -47,9 +47,9 @@ class LegacyProcess:
     """A pre-ocrtrain process matched by `--match`."""
 
     pid: int
-    start: int
+    start: int = field(metadata=HIDDEN)
     ppid: int
-    uid: int | None
+    uid: int | None = field(metadata=HIDDEN)
     user: str | None
     state: str
     age_s: float | None
@@ -57,19 +57,6 @@ class LegacyProcess:
     threads: int
     script: str
     cmdline: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "ppid": self.ppid,
-            "user": self.user,
-            "state": self.state,
-            "age_s": self.age_s,
-            "rss_bytes": self.rss_bytes,
-            "threads": self.threads,
-            "script": self.script,
-            "cmdline": self.cmdline,
-        }
 
 
 def script_of(argv: list[str]) -> str | None:
@@ -139,7 +126,7 @@ def _ancestors(table: dict[int, Tagged], pid: int) -> set[int]:
     return out
 
 
-def find(
+def find(  # noqa: PLR0912 - one early "no match" per way a command line fails to match
     pattern: str,
     table: dict[int, Tagged] | None = None,
     *,

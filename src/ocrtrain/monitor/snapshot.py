@@ -24,6 +24,7 @@ from ocrtrain.procman import (
     ACTIVE_STATES,
     CLOCK_TICKS,
     FINAL_STATES,
+    HIDDEN,
     PROC,
     FoundBy,
     ProcessTable,
@@ -53,9 +54,9 @@ class ProcessView:
     """One process of a run. Byte counts in bytes; None where unreadable."""
 
     pid: int
-    start: int  # clock ticks after boot; with pid, the process's identity
+    start: int = field(metadata=HIDDEN)  # clock ticks after boot; with pid, the identity
     ppid: int
-    uid: int | None
+    uid: int | None = field(metadata=HIDDEN)
     role: str
     state: str
     age_s: float | None
@@ -68,26 +69,8 @@ class ProcessView:
     gpu_util: float | None
     cmdline: str | None
     flags: tuple[str, ...]
-    found_by: FoundBy
-    cpu_ticks: int  # utime + stime, for the next snapshot's interval CPU %
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "ppid": self.ppid,
-            "role": self.role,
-            "state": self.state,
-            "age_s": self.age_s,
-            "cpu_percent": self.cpu_percent,
-            "rss_bytes": self.rss_bytes,
-            "threads": self.threads,
-            "io_read_bytes": self.io_read_bytes,
-            "io_write_bytes": self.io_write_bytes,
-            "gpu_mem_bytes": self.gpu_mem_bytes,
-            "gpu_util": self.gpu_util,
-            "cmdline": self.cmdline,
-            "flags": list(self.flags),
-        }
+    found_by: FoundBy = field(metadata=HIDDEN)
+    cpu_ticks: int = field(metadata=HIDDEN)  # utime + stime, for the next snapshot's CPU %
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,18 +84,7 @@ class RunView:
     flags: tuple[str, ...]
     supervisor_pid: int | None
     processes: tuple[ProcessView, ...]
-    record: RunRecord | None = field(default=None, compare=False, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "user": self.user,
-            "state": self.state,
-            "flags": list(self.flags),
-            "supervisor_pid": self.supervisor_pid,
-            "processes": [p.to_dict() for p in self.processes],
-        }
+    record: RunRecord | None = field(default=None, compare=False, repr=False, metadata=HIDDEN)
 
     @property
     def members(self) -> tuple[ProcessView, ...]:
@@ -129,14 +101,6 @@ class HostView:
     mem_used: int | None
     gpus: tuple[GpuDevice, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cpu_percent": self.cpu_percent,
-            "mem_total": self.mem_total,
-            "mem_used": self.mem_used,
-            "gpus": [g.to_dict() for g in self.gpus],
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class MonitorSnapshot:
@@ -145,26 +109,22 @@ class MonitorSnapshot:
     taken_at: float
     host: HostView
     runs: tuple[RunView, ...]
-    legacy: tuple[LegacyProcess, ...] | None = None
-    cpu_total_ticks: int | None = None  # /proc/stat, for the next snapshot's host CPU %
-    cpu_busy_ticks: int | None = None
+    legacy: tuple[LegacyProcess, ...] | None = field(default=None, metadata=HIDDEN)
+    cpu_total_ticks: int | None = field(default=None, metadata=HIDDEN)  # /proc/stat, for the
+    cpu_busy_ticks: int | None = field(default=None, metadata=HIDDEN)  # next host CPU %
+
+    def json_extra(self) -> dict[str, Any]:
+        """Beyond the fields, `ocrtrain ps --json` carries the orphan count and any --match
+        processes."""
+        extra: dict[str, Any] = {"orphans": self.orphans}
+        if self.legacy is not None:
+            extra["legacy"] = self.legacy
+        return extra
 
     @property
     def orphans(self) -> int:
         """How many processes are flagged orphan."""
         return sum(1 for r in self.runs for p in r.processes if ORPHAN in p.flags)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Exactly what `ocrtrain ps --json` prints."""
-        out: dict[str, Any] = {
-            "taken_at": self.taken_at,
-            "host": self.host.to_dict(),
-            "runs": [r.to_dict() for r in self.runs],
-            "orphans": self.orphans,
-        }
-        if self.legacy is not None:
-            out["legacy"] = [p.to_dict() for p in self.legacy]
-        return out
 
 
 # -- small readers ------------------------------------------------------------------------

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         members,
         run_scope,
     )
+    from ocrtrain.procman.outcomes import Outcome, ProcessOutcome
     from ocrtrain.procman.procfs import (
         CLOCK_TICKS,
         PROC,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     )
     from ocrtrain.procman.spec import DEFAULT_GRACE_S, RunSpec, parse_seconds, parse_size
     from ocrtrain.procman.teardown import KILL_WAIT_S, Teardown, TeardownResult
+    from ocrtrain.procman.tojson import HIDDEN, to_json
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "api": ("RunHandle", "request_stop", "run_foreground", "run_processes", "start"),
@@ -98,6 +100,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "SampleRecord",
     ),
     "lifeline": ("set_parent_death_signal",),
+    "outcomes": ("Outcome", "ProcessOutcome"),
+    "tojson": ("HIDDEN", "to_json"),
     "membership": (
         "FoundBy",
         "Member",
@@ -135,6 +139,7 @@ __all__ = [
     "CONFIG_DIR_ENV",
     "DEFAULT_GRACE_S",
     "FINAL_STATES",
+    "HIDDEN",
     "HOME_ENV",
     "KILL_WAIT_S",
     "NO_SUPERVISOR_ENV",
@@ -152,7 +157,9 @@ __all__ = [
     "Journal",
     "Member",
     "OcrtrainError",
+    "Outcome",
     "ProcStat",
+    "ProcessOutcome",
     "ProcessTable",
     "Role",
     "RunHandle",
@@ -190,6 +197,7 @@ __all__ = [
     "start",
     "start_epoch",
     "supervisor_alive",
+    "to_json",
     "watchdog_alive",
 ]
 

@@ -20,6 +20,7 @@ from ocrtrain.procman import procfs
 from ocrtrain.procman.cgroup import RunCgroup
 from ocrtrain.procman.journal import EventKind
 from ocrtrain.procman.membership import ProcessTable, RunScope, find_members, members
+from ocrtrain.procman.outcomes import Outcome
 
 __all__ = ["Signaller", "Teardown", "TeardownResult", "find_members", "signal_identity"]
 
@@ -71,23 +72,23 @@ class Signaller:
         self._targets[key] = target
         return target
 
-    def send(self, target: _Target, sig: int) -> str | None:
+    def send(self, target: _Target, sig: int) -> Outcome | None:
         """Send `sig`; returns None on success, else why it could not be delivered."""
         if target.exited:
-            return "gone"
+            return Outcome.GONE
         try:
             if target.fd is not None:
                 signal.pidfd_send_signal(target.fd, sig)
             else:
                 now = procfs.read_stat(target.pid)
                 if now is None or now.start != target.start:
-                    return "gone"
+                    return Outcome.GONE
                 os.kill(target.pid, sig)
         except ProcessLookupError:
             # Exited between the scan and the signal: nothing left to do.
-            return "gone"
+            return Outcome.GONE
         except PermissionError:
-            return "permission denied"
+            return Outcome.DENIED
         return None
 
     def alive(self, target: _Target) -> bool:
@@ -122,27 +123,27 @@ class Signaller:
         self._targets.clear()
 
 
-def signal_identity(pid: int, start: int, sig: int) -> str | None:
+def signal_identity(pid: int, start: int, sig: int) -> Outcome | None:
     """Send `sig` to the process (pid, start ticks) only if that very process still runs.
 
     Returns:
-        None once sent, else why not ("gone" for an exited or reused pid, "permission denied").
+        None once sent, else why not (GONE for an exited or reused pid, DENIED).
     """
     signaller = Signaller()
     try:
         st = procfs.read_stat(pid)
         if st is None or st.start != start:
-            return "gone"
+            return Outcome.GONE
         target = signaller.adopt(st)
-        return "gone" if target is None else signaller.send(target, sig)
+        return Outcome.GONE if target is None else signaller.send(target, sig)
     finally:
         signaller.close()
 
 
-def survivor_reason(pid: int, why: str | None = None) -> str:
-    """A human reason why a process outlived SIGKILL."""
-    if why:
-        return why
+def survivor_reason(pid: int, why: Outcome | None = None) -> str:
+    """A human reason why a process outlived SIGKILL (`why`: it could not be signalled)."""
+    if why is not None:
+        return str(why)
     st = procfs.read_stat(pid)
     if st is None:
         return "gone"
@@ -166,6 +167,14 @@ class TeardownResult:
     @property
     def clean(self) -> bool:
         return not self.survivors
+
+    def outcome(self, pid: int) -> Outcome:
+        """What happened to `pid`, one of the processes this teardown was to end."""
+        if pid in self.survivors:
+            return Outcome.SURVIVED
+        if pid in self.killed:
+            return Outcome.SIGKILL
+        return Outcome.SIGTERM if pid in self.signalled else Outcome.EXITED
 
 
 class Teardown:
@@ -203,7 +212,7 @@ class Teardown:
         self._escalated = False
         self._done = False
         self._last_scan = 0.0
-        self._failed: dict[tuple[int, int], str] = {}
+        self._failed: dict[tuple[int, int], Outcome] = {}
 
     @property
     def done(self) -> bool:
@@ -229,7 +238,7 @@ class Teardown:
         if target is None:
             return
         why = self.signaller.send(target, sig)
-        if why == "gone":
+        if why == Outcome.GONE:
             return
         if why is not None:
             self._failed[(st.pid, st.start)] = why
@@ -279,7 +288,7 @@ class Teardown:
         for st in members.values():
             self._signal(st, signal.SIGKILL)
 
-    def step(self) -> bool:
+    def step(self) -> bool:  # noqa: PLR0912 - the escalation steps read best in one place
         """Advance: reap, look for newcomers, escalate at the deadline. True once finished."""
         if self._done:
             return True
@@ -307,20 +316,18 @@ class Teardown:
             if self.cgroup is not None and self.only is None:
                 self.cgroup.kill()
             if now >= self._kill_deadline or not pending:
-                for pid in members:
-                    st = members[pid]
-                    reason = survivor_reason(pid, self._failed.get((st.pid, st.start)))
-                    self.result.survivors[pid] = reason
-                    self.on_event(EventKind.SURVIVOR_REMAINS, pid=pid, reason=reason)
-                return self._finish()
+                return self._declare_survivors(members)
         if not pending and self._failed and not self._escalated:
             # Only processes we may not signal remain: waiting will not change that.
-            for pid, st in members.items():
-                reason = survivor_reason(pid, self._failed.get((st.pid, st.start)))
-                self.result.survivors[pid] = reason
-                self.on_event(EventKind.SURVIVOR_REMAINS, pid=pid, reason=reason)
-            return self._finish()
+            return self._declare_survivors(members)
         return False
+
+    def _declare_survivors(self, members: dict[int, procfs.ProcStat]) -> bool:
+        for pid, st in members.items():
+            reason = survivor_reason(pid, self._failed.get((st.pid, st.start)))
+            self.result.survivors[pid] = reason
+            self.on_event(EventKind.SURVIVOR_REMAINS, pid=pid, reason=reason)
+        return self._finish()
 
     def _finish(self) -> bool:
         self._done = True

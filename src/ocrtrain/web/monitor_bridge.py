@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from ocrtrain.procman import ACTIVE_STATES, Journal
+from ocrtrain.procman import ACTIVE_STATES, Journal, to_json
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class MonitorBridge:
         else:
             snap = collect(self.journal, previous=self._previous)
             self._previous = snap
-            doc = snap.to_dict()
+            doc = to_json(snap)
         with self._lock:
             self._cached, self._cached_at = doc, time.monotonic()
 
@@ -143,10 +143,10 @@ class MonitorBridge:
                 "orphan cleanup needs ocrtrain.monitor.cleanup, which is not installed"
             ) from exc
         plan = cleanup.plan(self.journal, run_id=run_id, include_live=include_live, stale=True)
-        out: dict[str, Any] = {"dry_run": dry_run, "plan": plan.to_dict()}
+        out: dict[str, Any] = {"dry_run": dry_run, "plan": to_json(plan)}
         if not dry_run:
             report = cleanup.execute(plan, self.journal, grace=grace, force=force)
-            out["report"] = report.to_dict()
+            out["report"] = to_json(report)
             out["ok"] = bool(report.ok)
             self.invalidate()
         return out
