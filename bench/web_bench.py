@@ -61,7 +61,7 @@ def pct(values: list[float], q: float) -> float:
 
 def make_history(n: int) -> None:
     """N real, short supervised runs (so the journal holds real rows, events and logs)."""
-    from ocrtrain.procman.api import RunSpec, start
+    from ocrtrain.procman import RunSpec, start
 
     handles = []
     for i in range(n):
@@ -153,7 +153,7 @@ def main() -> int:
             time.sleep(0.1)
         proc = psutil.Process(server.pid)
 
-        from ocrtrain.procman.api import RunSpec, start
+        from ocrtrain.procman import RunSpec, start
 
         spec = RunSpec(
             argv=(sys.executable, "-c", PRINTER, str(args.rate), str(seconds)),
@@ -221,7 +221,7 @@ def main() -> int:
         return 0 if ok else 1
     finally:
         if live_id is not None:
-            from ocrtrain.procman.api import request_stop
+            from ocrtrain.procman import request_stop
             from ocrtrain.procman.journal import Journal
 
             with Journal() as j:

@@ -97,7 +97,7 @@ def test_grace_then_sigkill_and_force(journal: Journal, tmp_path: Path, procs) -
     rec, workers = _orphaned_run(journal, tmp_path, procs, "--ignore-term")
     report = cleanup.execute(cleanup.plan(journal, run_id=rec.id), journal, grace=0.3)
     assert report.ok
-    assert {e["signal"] for e in report.ended} == {"SIGKILL"}
+    assert {e.signal for e in report.ended} == {"SIGKILL"}
     assert_none_alive(workers, timeout=2)
     kinds = [e.kind for e in journal.events(rec.id)]
     assert EventKind.ESCALATED in kinds
@@ -127,9 +127,9 @@ def test_pid_reuse_is_never_signalled(journal: Journal, tmp_path: Path, procs) -
         plan = replace(plan, items=(forged, *plan.items[1:]))
         report = cleanup.execute(plan, journal, grace=2)
         assert alive(identity(innocent.pid))
-        skipped = {e["pid"]: e["reason"] for e in report.skipped}
+        skipped = {e.pid: e.reason for e in report.skipped}
         assert "pid reused" in skipped[innocent.pid]
-        assert innocent.pid not in [e["pid"] for e in report.ended]
+        assert innocent.pid not in [e.pid for e in report.ended]
         assert report.ok
     finally:
         innocent.kill()

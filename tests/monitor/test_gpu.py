@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ocrtrain.monitor import gpu
+from ocrtrain.procman import to_json
 
 
 class _NVMLError(Exception):
@@ -51,7 +52,7 @@ def test_devices_and_per_process_use(monkeypatch: pytest.MonkeyPatch) -> None:
     reading = gpu.read()
     assert reading is not None
     g = 2**30
-    assert [d.to_dict() for d in reading.devices] == [
+    assert [to_json(d) for d in reading.devices] == [
         {"index": 0, "name": "NVIDIA H100", "mem_total": 80 * g, "mem_used": g, "util": 50.0},
         {"index": 1, "name": "NVIDIA H200", "mem_total": 80 * g, "mem_used": 2 * g, "util": 51.0},
     ]

@@ -15,6 +15,7 @@ from ocrtrain.monitor.snapshot import (
     RunView,
     collect,
 )
+from ocrtrain.procman import to_json
 from ocrtrain.procman.journal import Journal
 
 PROCESS_KEYS = {
@@ -35,7 +36,7 @@ def test_live_run_tree_roles_and_fields(journal: Journal, tmp_path: Path, procs)
     procs.add(*(identity(p) for p in [*all_pids(info), rec.supervisor_pid, rec.watchdog_pid]))
     try:
         snap = collect(journal)
-        doc = snap.to_dict()
+        doc = to_json(snap)
         json.dumps(doc)  # serialisable as is
         assert set(doc) == {"taken_at", "host", "runs", "orphans"}
         assert set(doc["host"]) == {"cpu_percent", "mem_total", "mem_used", "gpus"}
@@ -93,7 +94,7 @@ def test_rendering_never_raises_on_unreadable_fields() -> None:
     console.print(snapshot_renderable(snap))
     text = console.export_text()
     assert "N/A" in text and "orphan" in text
-    assert json.loads(json.dumps(snap.to_dict()))["runs"][0]["processes"][0]["rss_bytes"] is None
+    assert json.loads(json.dumps(to_json(snap)))["runs"][0]["processes"][0]["rss_bytes"] is None
 
 
 def test_ps_json_is_lean_and_lists_nothing_for_an_empty_journal(journal: Journal) -> None:

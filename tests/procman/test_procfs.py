@@ -49,21 +49,3 @@ def test_comm_with_parentheses_and_spaces() -> None:
     st = procfs.parse_stat(42, raw)
     assert st is not None and st.comm == "a) b (c)" and st.state == "S" and st.start == 999
     assert st.num_threads == 7 and st.rss_pages == 5
-
-
-def _tagged(pid: int, sid: int, start: int, run_id: str | None = None) -> procfs.Tagged:
-    st = procfs.ProcStat(pid, "x", "S", 1, sid, sid, start, 0, 0, 1, 1)
-    return procfs.Tagged(st, run_id, None)
-
-
-def test_a_reused_session_id_is_not_a_member() -> None:
-    from ocrtrain.procman.teardown import find_members
-
-    table = {
-        10: _tagged(10, sid=500, start=100),  # started while the run's leader lived
-        11: _tagged(11, sid=500, start=900),  # a new session that reused the leader's pid
-        12: _tagged(12, sid=700, start=950, run_id="r"),  # tagged: always a member
-    }
-    found = find_members("r", sid=500, sid_until=800, table=table)
-    assert sorted(found) == [10, 12]
-    assert sorted(find_members("r", sid=500, table=table)) == [10, 11, 12]

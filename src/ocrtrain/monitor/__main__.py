@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ocrtrain.procman.errors import OcrtrainError, UsageError
+from ocrtrain.procman import OcrtrainError, UsageError
 
 
 def main(argv: list[str] | None = None) -> int:

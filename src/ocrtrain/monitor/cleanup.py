@@ -12,7 +12,6 @@ run, under the pseudo run id `legacy`).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +19,29 @@ from typing import TYPE_CHECKING, Any
 
 from ocrtrain.monitor import roles
 from ocrtrain.monitor.snapshot import ORPHAN, STALE, RunView, collect
-from ocrtrain.procman import procfs
-from ocrtrain.procman.errors import RunNotFound, UsageError
-from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, EventKind, RunState
+from ocrtrain.procman import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    HIDDEN,
+    KILL_WAIT_S,
+    EventKind,
+    Outcome,
+    ProcessTable,
+    ProcStat,
+    RunNotFound,
+    RunState,
+    Teardown,
+    UsageError,
+    by_run,
+    is_alive,
+    read_cmdline,
+    read_stat,
+    supervisor_alive,
+    watchdog_alive,
+)
 
 if TYPE_CHECKING:
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +62,6 @@ class CleanupItem:
     cmdline: str | None
     role: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "start": self.start,
-            "run_id": self.run_id,
-            "role": self.role,
-            "reason": self.reason,
-            "cmdline": self.cmdline,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class CleanupPlan:
@@ -66,28 +72,37 @@ class CleanupPlan:
     items: tuple[CleanupItem, ...]
     stale_runs: tuple[str, ...] = ()
     live_runs: tuple[str, ...] = ()
-    orphan_runs: tuple[str, ...] = ()
+    orphan_runs: tuple[str, ...] = field(default=(), metadata=HIDDEN)
 
     @property
     def empty(self) -> bool:
         return not (self.items or self.stale_runs or self.live_runs)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "created_at": self.created_at,
-            "items": [i.to_dict() for i in self.items],
-            "stale_runs": list(self.stale_runs),
-            "live_runs": list(self.live_runs),
-        }
+
+@dataclass(frozen=True, slots=True)
+class CleanupEntry:
+    """What happened to one planned process. `signal` says how it ended (SIGTERM, SIGKILL,
+    exited, supervisor) or why it was not (gone, pid reused, survived)."""
+
+    pid: int
+    run_id: str | None
+    role: str
+    cmdline: str | None
+    signal: Outcome
+    reason: str
+
+    @classmethod
+    def of(cls, item: CleanupItem, outcome: Outcome, reason: str | None = None) -> CleanupEntry:
+        return cls(item.pid, item.run_id, item.role, item.cmdline, outcome, reason or item.reason)
 
 
 @dataclass
 class CleanupReport:
     """What `execute()` did. `ok` is False when a process could not be ended."""
 
-    ended: list[dict[str, Any]] = field(default_factory=list)
-    survived: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
+    ended: list[CleanupEntry] = field(default_factory=list)
+    survived: list[CleanupEntry] = field(default_factory=list)
+    skipped: list[CleanupEntry] = field(default_factory=list)
     marked_lost: list[str] = field(default_factory=list)
     stopped_runs: list[str] = field(default_factory=list)
 
@@ -95,15 +110,17 @@ class CleanupReport:
     def ok(self) -> bool:
         return not self.survived
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "ended": self.ended,
-            "survived": self.survived,
-            "skipped": self.skipped,
-            "marked_lost": self.marked_lost,
-            "stopped_runs": self.stopped_runs,
-        }
+    def json_extra(self) -> dict[str, bool]:
+        return {"ok": self.ok}
+
+    def add(self, entry: CleanupEntry) -> None:
+        """File an entry under ended, survived or skipped by its outcome."""
+        if entry.signal == Outcome.SURVIVED:
+            self.survived.append(entry)
+        elif entry.signal in (Outcome.GONE, Outcome.REUSED):
+            self.skipped.append(entry)
+        else:
+            self.ended.append(entry)
 
 
 # -- planning -------------------------------------------------------------------------------
@@ -131,7 +148,7 @@ def _leftover_watchdog(run: RunView, ppid: int) -> bool:
         return run.record.is_final
     if any(ORPHAN not in p.flags for p in run.members):
         return False
-    parent = procfs.read_cmdline(ppid) if ppid > 1 else []
+    parent = read_cmdline(ppid) if ppid > 1 else []
     return not any("ocrtrain" in a for a in parent[:4])
 
 
@@ -143,6 +160,42 @@ def _resolve_run(journal: Journal, ref: str, runs: tuple[RunView, ...]) -> str:
         return journal.resolve(ref).id
     except RunNotFound:
         raise UsageError(f"no run with id or name {ref!r} (see 'ocrtrain ps')") from None
+
+
+def _live_run_items(run: RunView) -> list[CleanupItem]:
+    """A live run stopped by `--all`: its supervisor is asked, its processes watched."""
+    items: list[CleanupItem] = []
+    for p in run.processes:
+        if p.role == roles.SUPERVISOR:
+            why = "live run (--all): stop request (SIGTERM) to its supervisor"
+        elif p.role == roles.WATCHDOG:
+            continue  # the supervisor ends its own watchdog
+        else:
+            why = "live run (--all): ended by its supervisor, or here if it lingers"
+        items.append(CleanupItem(p.pid, p.start, run.id, why, p.cmdline, p.role))
+    return items
+
+
+def _orphan_items(run: RunView, include_live: bool) -> list[CleanupItem]:
+    """A run without a live supervisor: its orphans, left-over watchdog and (`--all`) the rest."""
+    items: list[CleanupItem] = []
+    for p in run.members:
+        if ORPHAN in p.flags:
+            reason = _orphan_reason(run, p.pid, p.ppid)
+            items.append(CleanupItem(p.pid, p.start, run.id, reason, p.cmdline, p.role))
+    if include_live and run.record is not None:
+        # --all stops live runs of *this* journal only: a tagged process of a run this
+        # journal does not know belongs to another home (another user, a test) and is
+        # only ever cleaned as an orphan.
+        for p in run.members:
+            if ORPHAN not in p.flags:
+                why = "live run (--all)"
+                items.append(CleanupItem(p.pid, p.start, run.id, why, p.cmdline, p.role))
+    for p in run.processes:
+        if p.role == roles.WATCHDOG and _leftover_watchdog(run, p.ppid):
+            why = "orphan: watchdog of a run that has ended"
+            items.append(CleanupItem(p.pid, p.start, run.id, why, p.cmdline, p.role))
+    return items
 
 
 def plan(
@@ -182,33 +235,11 @@ def plan(
         has_supervisor = any(p.role == roles.SUPERVISOR for p in run.processes)
         if include_live and has_supervisor and rec is not None and rec.state in ACTIVE_STATES:
             live_runs.append(run.id)
-            for p in run.processes:
-                if p.role == roles.SUPERVISOR:
-                    why = "live run (--all): stop request (SIGTERM) to its supervisor"
-                elif p.role == roles.WATCHDOG:
-                    continue  # the supervisor ends its own watchdog
-                else:
-                    why = "live run (--all): ended by its supervisor, or here if it lingers"
-                items.append(CleanupItem(p.pid, p.start, run.id, why, p.cmdline, p.role))
+            items.extend(_live_run_items(run))
             continue
-        orphans = [p for p in run.members if ORPHAN in p.flags]
-        others = [p for p in run.members if ORPHAN not in p.flags]
-        if orphans:
+        if any(ORPHAN in p.flags for p in run.members):
             orphan_runs.append(run.id)
-        for p in orphans:
-            reason = _orphan_reason(run, p.pid, p.ppid)
-            items.append(CleanupItem(p.pid, p.start, run.id, reason, p.cmdline, p.role))
-        if include_live and rec is not None:
-            # --all stops live runs of *this* journal only: a tagged process of a run this
-            # journal does not know belongs to another home (another user, a test) and is
-            # only ever cleaned as an orphan.
-            for p in others:
-                why = "live run (--all)"
-                items.append(CleanupItem(p.pid, p.start, run.id, why, p.cmdline, p.role))
-        for p in run.processes:
-            if p.role == roles.WATCHDOG and _leftover_watchdog(run, p.ppid):
-                why = "orphan: watchdog of a run that has ended"
-                items.append(CleanupItem(p.pid, p.start, run.id, why, p.cmdline, p.role))
+        items.extend(_orphan_items(run, include_live))
     if snap.legacy is not None and wanted is None:
         for lp in snap.legacy:
             why = f"--match {match}: {lp.cmdline.split(' ', 1)[0]} running {lp.script}"
@@ -258,15 +289,12 @@ def _recorder(journal: Journal, run_of: dict[int, str | None]) -> Callable[..., 
     return record
 
 
-def _teardown(
-    journal: Journal,
-    stats: dict[int, tuple[procfs.ProcStat, CleanupItem]],
-    grace: float,
-    report: CleanupReport,
-    note: str | None = None,
-) -> None:
-    from ocrtrain.procman.teardown import Teardown
+Planned = dict[int, tuple[ProcStat, CleanupItem]]  # pid -> (identity now, plan item)
 
+
+def _teardown(
+    journal: Journal, stats: Planned, grace: float, report: CleanupReport, note: str | None = None
+) -> None:
     if not stats:
         return
     run_of = {pid: item.run_id for pid, (_st, item) in stats.items()}
@@ -277,45 +305,170 @@ def _teardown(
         on_event=_recorder(journal, run_of),
     )
     result = td.run()
-    signalled = set(result.signalled)
-    killed = set(result.killed)
     for pid, (_st, item) in stats.items():
-        entry = {"pid": pid, "run_id": item.run_id, "role": item.role, "cmdline": item.cmdline}
-        if pid in result.survivors:
-            report.survived.append({**entry, "reason": result.survivors[pid]})
+        outcome = result.outcome(pid)
+        if outcome == Outcome.SURVIVED:
+            report.add(CleanupEntry.of(item, outcome, result.survivors[pid]))
             log.warning(
                 "pid %d (run %s) survived cleanup: %s", pid, item.run_id, result.survivors[pid]
             )
         else:
-            how = "SIGKILL" if pid in killed else "SIGTERM" if pid in signalled else "exited"
-            report.ended.append({**entry, "signal": how, "reason": note or item.reason})
+            report.add(CleanupEntry.of(item, outcome, note))
 
 
-def _verify(item: CleanupItem, report: CleanupReport) -> procfs.ProcStat | None:
+def _verify(item: CleanupItem, report: CleanupReport) -> ProcStat | None:
     """The live process behind an item, or None (reported as skipped) if it is gone or its pid
     now belongs to another process."""
-    st = procfs.read_stat(item.pid)
-    entry = {"pid": item.pid, "run_id": item.run_id, "role": item.role, "cmdline": item.cmdline}
+    st = read_stat(item.pid)
     if st is None or st.state in ("Z", "X"):
-        report.skipped.append({**entry, "reason": "already gone"})
+        report.add(CleanupEntry.of(item, Outcome.GONE, "already gone"))
         return None
     if st.start != item.start:
-        report.skipped.append(
-            {**entry, "reason": "pid reused by another process (start time differs); not signalled"}
-        )
+        why = "pid reused by another process (start time differs); not signalled"
+        report.add(CleanupEntry.of(item, Outcome.REUSED, why))
         log.warning("pid %d was reused since the plan; not signalling it", item.pid)
         return None
     return st
 
 
-def _wait_gone(stats: dict[int, tuple[procfs.ProcStat, CleanupItem]], timeout: float) -> None:
+def _wait_gone(stats: Planned, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.02
     while time.monotonic() < deadline:
-        if not any(procfs.is_alive(pid, st.start) for pid, (st, _i) in stats.items()):
+        if not any(is_alive(pid, st.start) for pid, (st, _i) in stats.items()):
             return
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+def _forked(journal: Journal, run_ids: set[str], planned: set[tuple[int, int]]) -> Planned:
+    """Processes of orphaned runs that are not in `planned` (forked while being ended), from
+    one scan; runs whose supervisor lives again are left to it. Adds them to `planned`."""
+    table = ProcessTable.scan()
+    records = [r for r in (journal.get_run(rid) for rid in sorted(run_ids)) if r is not None]
+    found: Planned = {}
+    for run_id, group in by_run(table, records).items():
+        if run_id not in run_ids or group.supervisor_alive:
+            continue
+        for m in group.members.values():
+            if (m.pid, m.start) in planned:
+                continue
+            why = "forked during cleanup"
+            found[m.pid] = (m.stat, CleanupItem(m.pid, m.start, run_id, why, None, roles.HELPER))
+            planned.add((m.pid, m.start))
+    return found
+
+
+def _split(plan: CleanupPlan, report: CleanupReport) -> tuple[Planned, Planned]:
+    """The plan's still-valid items: (to end here, to be ended by their live supervisor)."""
+    direct: Planned = {}
+    via_supervisor: Planned = {}
+    live = set(plan.live_runs)
+    for item in plan.items:
+        st = _verify(item, report)
+        if st is not None:
+            (via_supervisor if item.run_id in live else direct)[item.pid] = (st, item)
+    return direct, via_supervisor
+
+
+def _stop_live_runs(
+    journal: Journal, plan: CleanupPlan, grace: float, force: bool, report: CleanupReport
+) -> None:
+    from ocrtrain.procman import request_stop  # the supervisor's module: only when needed
+
+    for run_id in plan.live_runs:
+        rec = journal.get_run(run_id)
+        if rec is None or rec.state in FINAL_STATES:
+            continue
+        try:
+            request_stop(journal, rec, grace=grace, force=force, source=SOURCE + " --all")
+            report.stopped_runs.append(run_id)
+        except UsageError as exc:  # it ended meanwhile
+            log.info("run %s: %s", run_id, exc)
+
+
+def _await_supervisors(via_supervisor: Planned, grace: float, report: CleanupReport) -> Planned:
+    """Wait for live runs' supervisors to end their processes; returns those that linger."""
+    if not via_supervisor:
+        return {}
+    _wait_gone(via_supervisor, grace + KILL_WAIT_S + _LIVE_EXTRA_S)
+    lingering: Planned = {}
+    for pid, (st, item) in via_supervisor.items():
+        if is_alive(pid, st.start):
+            lingering[pid] = (st, item)
+        else:
+            report.add(CleanupEntry.of(item, Outcome.SUPERVISOR))
+    return lingering
+
+
+def _end_forks(journal: Journal, direct: Planned, live: set[str], report: CleanupReport) -> None:
+    """An orphan may fork while being ended: end its run's newcomers too (a few rounds)."""
+    orphan_runs = {i.run_id for _s, i in direct.values() if i.run_id is not None} - live
+    planned = {(st.pid, st.start) for st, _i in direct.values()}
+    for _round in range(_FORK_ROUNDS):
+        if not orphan_runs:
+            break
+        newcomers = _forked(journal, orphan_runs, planned)
+        if not newcomers:
+            break
+        _teardown(journal, newcomers, 0.0, report, note="forked during cleanup")
+
+
+def _close_run(
+    journal: Journal,
+    plan: CleanupPlan,
+    run_id: str,
+    ended: int,
+    survivors: list[int],
+    report: CleanupReport,
+) -> None:
+    """Record the cleanup under a run, closing it as `lost` once nothing of it remains."""
+    rec = journal.get_run(run_id)
+    detail: dict[str, Any] = {"ended": ended, "survivors": survivors, "source": SOURCE}
+    gone = (
+        rec is not None
+        and rec.state in ACTIVE_STATES
+        and not supervisor_alive(rec)
+        and not watchdog_alive(rec)
+    )
+    if not gone or survivors:
+        journal.add_event(run_id, EventKind.CLEANUP, **detail)
+        return
+    if run_id in plan.stale_runs and ended == 0:
+        reason = "stale: supervisor and processes gone; closed by ocrtrain cleanup"
+    else:
+        reason = f"supervisor gone; ocrtrain cleanup ended {ended} orphaned process(es)"
+    if journal.transition(
+        run_id,
+        RunState.LOST,
+        EventKind.CLEANUP,
+        only_from=ACTIVE_STATES,
+        detail={**detail, "reason": reason},
+        reason=reason,
+    ):
+        report.marked_lost.append(run_id)
+
+
+def _record(journal: Journal, plan: CleanupPlan, report: CleanupReport) -> None:
+    """One CLEANUP event per run touched (and one for `--match` processes)."""
+    touched: dict[str, int] = {}
+    for e in report.ended:
+        if e.run_id is not None:
+            touched[e.run_id] = touched.get(e.run_id, 0) + 1
+    survivors_by_run: dict[str, list[int]] = {}
+    for e in report.survived:
+        survivors_by_run.setdefault(e.run_id or LEGACY_RUN_ID, []).append(e.pid)
+    for run_id in sorted(set(touched) | set(plan.stale_runs) | set(plan.orphan_runs)):
+        survivors = survivors_by_run.get(run_id, [])
+        _close_run(journal, plan, run_id, touched.get(run_id, 0), survivors, report)
+    if any(e.run_id is None for e in report.ended + report.survived):
+        journal.add_event(
+            LEGACY_RUN_ID,
+            EventKind.CLEANUP,
+            ended=sum(1 for e in report.ended if e.run_id is None),
+            survivors=survivors_by_run.get(LEGACY_RUN_ID, []),
+            source=SOURCE,
+        )
 
 
 def execute(
@@ -330,124 +483,12 @@ def execute(
     """
     if grace < 0:
         raise UsageError(f"--grace must be non-negative, got {grace}")
-    from ocrtrain.procman.api import request_stop
-    from ocrtrain.procman.reconcile import supervisor_alive, watchdog_alive
-
     report = CleanupReport()
     effective_grace = 0.0 if force else grace
-    live = set(plan.live_runs)
-    direct: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
-    via_supervisor: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
-    for item in plan.items:
-        st = _verify(item, report)
-        if st is None:
-            continue
-        if item.run_id in live:
-            via_supervisor[item.pid] = (st, item)
-        else:
-            direct[item.pid] = (st, item)
-
-    for run_id in plan.live_runs:
-        rec = journal.get_run(run_id)
-        if rec is None or rec.state in FINAL_STATES:
-            continue
-        try:
-            request_stop(journal, rec, grace=effective_grace, force=force, source=SOURCE + " --all")
-            report.stopped_runs.append(run_id)
-        except UsageError as exc:  # it ended meanwhile
-            log.info("run %s: %s", run_id, exc)
-    if via_supervisor:
-        from ocrtrain.procman.teardown import KILL_WAIT_S
-
-        _wait_gone(via_supervisor, effective_grace + KILL_WAIT_S + _LIVE_EXTRA_S)
-        lingering = {
-            pid: v for pid, v in via_supervisor.items() if procfs.is_alive(pid, v[0].start)
-        }
-        for pid, (_st, item) in via_supervisor.items():
-            if pid not in lingering:
-                entry = {"pid": pid, "run_id": item.run_id, "role": item.role}
-                report.ended.append(
-                    {
-                        **entry,
-                        "cmdline": item.cmdline,
-                        "signal": "supervisor",
-                        "reason": item.reason,
-                    }
-                )
-        direct.update(lingering)
-
+    direct, via_supervisor = _split(plan, report)
+    _stop_live_runs(journal, plan, effective_grace, force, report)
+    direct.update(_await_supervisors(via_supervisor, effective_grace, report))
     _teardown(journal, direct, effective_grace, report)
-
-    # An orphan may fork while being ended: its children carry the same run id.
-    orphan_runs = {i.run_id for _s, i in direct.values() if i.run_id is not None} - live
-    planned = {(st.pid, st.start) for st, _i in direct.values()}
-    for _round in range(_FORK_ROUNDS):
-        if not orphan_runs:
-            break
-        newcomers: dict[int, tuple[procfs.ProcStat, CleanupItem]] = {}
-        for pid, t in procfs.scan().items():
-            if (
-                t.run_id in orphan_runs
-                and t.stat.state not in ("Z", "X")
-                and (pid, t.stat.start) not in planned
-                and pid != os.getpid()
-            ):
-                rec = journal.get_run(t.run_id) if t.run_id is not None else None
-                if rec is not None and supervisor_alive(rec):
-                    continue
-                item = CleanupItem(
-                    pid, t.stat.start, t.run_id, "forked during cleanup", None, roles.HELPER
-                )
-                newcomers[pid] = (t.stat, item)
-                planned.add((pid, t.stat.start))
-        if not newcomers:
-            break
-        _teardown(journal, newcomers, 0.0, report, note="forked during cleanup")
-
-    touched: dict[str, int] = {}
-    for e in report.ended:
-        if e["run_id"] is not None:
-            touched[e["run_id"]] = touched.get(e["run_id"], 0) + 1
-    survivors_by_run: dict[str, list[int]] = {}
-    for e in report.survived:
-        survivors_by_run.setdefault(e["run_id"] or LEGACY_RUN_ID, []).append(e["pid"])
-    for run_id in sorted(set(touched) | set(plan.stale_runs) | set(plan.orphan_runs)):
-        rec = journal.get_run(run_id)
-        n = touched.get(run_id, 0)
-        detail: dict[str, Any] = {
-            "ended": n,
-            "survivors": survivors_by_run.get(run_id, []),
-            "source": SOURCE,
-        }
-        if rec is None:
-            journal.add_event(run_id, EventKind.CLEANUP, **detail)
-            continue
-        if rec.state in ACTIVE_STATES and not supervisor_alive(rec) and not watchdog_alive(rec):
-            if survivors_by_run.get(run_id):
-                journal.add_event(run_id, EventKind.CLEANUP, **detail)
-                continue
-            if run_id in plan.stale_runs and n == 0:
-                reason = "stale: supervisor and processes gone; closed by ocrtrain cleanup"
-            else:
-                reason = f"supervisor gone; ocrtrain cleanup ended {n} orphaned process(es)"
-            if journal.transition(
-                run_id,
-                RunState.LOST,
-                EventKind.CLEANUP,
-                only_from=ACTIVE_STATES,
-                detail={**detail, "reason": reason},
-                reason=reason,
-            ):
-                report.marked_lost.append(run_id)
-        else:
-            journal.add_event(run_id, EventKind.CLEANUP, **detail)
-    if any(e["run_id"] is None for e in report.ended + report.survived):
-        n = sum(1 for e in report.ended if e["run_id"] is None)
-        journal.add_event(
-            LEGACY_RUN_ID,
-            EventKind.CLEANUP,
-            ended=n,
-            survivors=survivors_by_run.get(LEGACY_RUN_ID, []),
-            source=SOURCE,
-        )
+    _end_forks(journal, direct, set(plan.live_runs), report)
+    _record(journal, plan, report)
     return report

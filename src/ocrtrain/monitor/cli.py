@@ -12,10 +12,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ocrtrain.procman.errors import UsageError
+from ocrtrain.procman import UsageError, to_json
 
 if TYPE_CHECKING:
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
 DEFAULT_WATCH_S = 2.0
 
@@ -98,7 +98,7 @@ def _check_all_users(args: argparse.Namespace) -> None:
 def _journal() -> Journal:
     """The journal as it is: ps shows stale runs and orphans itself, and a dry run of cleanup
     must not change anything (other commands run the startup check)."""
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
     return Journal()
 
@@ -130,7 +130,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         return watch(take, args.watch)
     snap = take(None)
     if args.json:
-        sys.stdout.write(json.dumps(snap.to_dict()) + "\n")
+        sys.stdout.write(json.dumps(to_json(snap)) + "\n")
         return 0
     from ocrtrain.monitor.render import print_snapshot
 
@@ -146,7 +146,7 @@ def _confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def cmd_cleanup(args: argparse.Namespace) -> int:
+def cmd_cleanup(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per option
     """`ocrtrain cleanup`: 0 when everything planned was ended, 1 when something survived.
 
     Raises:
@@ -154,7 +154,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     """
     from ocrtrain.monitor import cleanup
     from ocrtrain.monitor.render import plan_lines, report_lines
-    from ocrtrain.procman.spec import parse_seconds
+    from ocrtrain.procman import parse_seconds
 
     if args.stale and args.all:
         raise UsageError("--stale and --all contradict each other")
@@ -187,13 +187,13 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             print("HINT: not a terminal and no --yes: showing the plan only", file=sys.stderr)
     if not act:
         if args.json:
-            print(json.dumps({"dry_run": True, "plan": plan.to_dict()}))
+            print(json.dumps({"dry_run": True, "plan": to_json(plan)}))
         else:
             print("\n".join(plan_lines(plan, dry_run=True)))
         return 0
     report = cleanup.execute(plan, journal, grace=grace, force=args.force)
     if args.json:
-        print(json.dumps({"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()}))
+        print(json.dumps({"dry_run": False, "plan": to_json(plan), "report": to_json(report)}))
     else:
         print("\n".join(report_lines(report)))
     if not report.ok:

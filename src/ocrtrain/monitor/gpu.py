@@ -30,15 +30,6 @@ class GpuDevice:
     mem_used: int | None  # in bytes
     util: float | None  # in percent
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "mem_total": self.mem_total,
-            "mem_used": self.mem_used,
-            "util": self.util,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class GpuProcess:

@@ -21,11 +21,20 @@ import os
 import posixpath
 import re
 import shlex
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
-from ocrtrain.procman import procfs
-from ocrtrain.procman.errors import UsageError
+from ocrtrain.procman import (
+    HIDDEN,
+    PROC,
+    ProcessTable,
+    ProcStat,
+    Tagged,
+    UsageError,
+    boot_time,
+    read_cmdline,
+    read_uid,
+    start_epoch,
+)
 
 _PYTHON = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]?$")
 # Interpreter options that take a separate argument.
@@ -38,9 +47,9 @@ class LegacyProcess:
     """A pre-ocrtrain process matched by `--match`."""
 
     pid: int
-    start: int
+    start: int = field(metadata=HIDDEN)
     ppid: int
-    uid: int | None
+    uid: int | None = field(metadata=HIDDEN)
     user: str | None
     state: str
     age_s: float | None
@@ -48,19 +57,6 @@ class LegacyProcess:
     threads: int
     script: str
     cmdline: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "ppid": self.ppid,
-            "user": self.user,
-            "state": self.state,
-            "age_s": self.age_s,
-            "rss_bytes": self.rss_bytes,
-            "threads": self.threads,
-            "script": self.script,
-            "cmdline": self.cmdline,
-        }
 
 
 def script_of(argv: list[str]) -> str | None:
@@ -113,13 +109,13 @@ def _matches(pid: int, script: str, pattern: str) -> bool:
     if script.startswith("/") or not pattern.startswith("/"):
         return False
     try:
-        cwd = os.readlink(f"{procfs.PROC}/{pid}/cwd")
+        cwd = os.readlink(f"{PROC}/{pid}/cwd")
     except OSError:
         return False
     return script_matches(posixpath.join(cwd, script), pattern)
 
 
-def _ancestors(table: dict[int, procfs.Tagged], pid: int) -> set[int]:
+def _ancestors(table: dict[int, Tagged], pid: int) -> set[int]:
     out: set[int] = set()
     while pid > 1 and pid not in out:
         out.add(pid)
@@ -130,9 +126,9 @@ def _ancestors(table: dict[int, procfs.Tagged], pid: int) -> set[int]:
     return out
 
 
-def find(
+def find(  # noqa: PLR0912 - one early "no match" per way a command line fails to match
     pattern: str,
-    table: dict[int, procfs.Tagged] | None = None,
+    table: dict[int, Tagged] | None = None,
     *,
     all_users: bool = False,
     now: float | None = None,
@@ -153,12 +149,12 @@ def find(
     if all_users and os.geteuid() != 0:
         raise UsageError("--all-users needs root")
     if table is None:
-        table = procfs.scan()
+        table = ProcessTable.scan().procs
     now = time.time() if now is None else now
-    btime = procfs.boot_time() if btime is None else btime
+    btime = boot_time() if btime is None else btime
     me = os.geteuid()
     skip = _ancestors(table, os.getpid())
-    matched: dict[int, tuple[procfs.ProcStat, str, list[str]]] = {}
+    matched: dict[int, tuple[ProcStat, str, list[str]]] = {}
     argv_of: dict[int, list[str]] = {}
     uid_of: dict[int, int | None] = {}
     for pid, t in table.items():
@@ -166,10 +162,10 @@ def find(
             continue
         if t.stat.state in ("Z", "X"):
             continue
-        uid = procfs.read_uid(pid)
+        uid = read_uid(pid)
         if uid is None or (not all_users and uid != me):
             continue
-        argv = procfs.read_cmdline(pid)
+        argv = read_cmdline(pid)
         argv_of[pid] = argv
         uid_of[pid] = uid
         script = script_of(argv)
@@ -197,7 +193,7 @@ def find(
                 uid=uid,
                 user=_user(uid),
                 state=st.state,
-                age_s=round(max(0.0, now - procfs.start_epoch(st.start, btime)), 3),
+                age_s=round(max(0.0, now - start_epoch(st.start, btime)), 3),
                 rss_bytes=st.rss_pages * os.sysconf("SC_PAGE_SIZE"),
                 threads=st.num_threads,
                 script=script,

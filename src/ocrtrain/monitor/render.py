@@ -272,16 +272,11 @@ def report_lines(report: CleanupReport) -> list[str]:
     """Human lines saying what a cleanup did."""
     lines: list[str] = []
     for e in report.ended:
-        lines.append(
-            f"ended pid {e.get('pid')} (run {e.get('run_id') or '(no run)'}) by "
-            f"{e.get('signal')}: {e.get('reason')}"
-        )
+        lines.append(f"ended pid {e.pid} (run {e.run_id or '(no run)'}) by {e.signal}: {e.reason}")
     for e in report.skipped:
-        lines.append(f"skipped pid {e.get('pid')}: {e.get('reason')}")
+        lines.append(f"skipped pid {e.pid}: {e.reason}")
     for e in report.survived:
-        lines.append(
-            f"SURVIVED pid {e.get('pid')} (run {e.get('run_id') or '(no run)'}): {e.get('reason')}"
-        )
+        lines.append(f"SURVIVED pid {e.pid} (run {e.run_id or '(no run)'}): {e.reason}")
     for run_id in report.stopped_runs:
         lines.append(f"stopped live run {run_id}")
     for run_id in report.marked_lost:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ocrtrain.procman import procfs
+from ocrtrain.procman import env_tag
 
 SUPERVISOR = "supervisor"
 WATCHDOG = "watchdog"
@@ -43,7 +43,7 @@ class ProcInfo:
 
 def rank_of(environ: bytes | None) -> str | None:
     """The `LOCAL_RANK` (else `RANK`) value in a raw environment, if any."""
-    return procfs.env_tag(environ, b"LOCAL_RANK=") or procfs.env_tag(environ, b"RANK=")
+    return env_tag(environ, b"LOCAL_RANK=") or env_tag(environ, b"RANK=")
 
 
 def classify(

@@ -1,10 +1,10 @@
 """Immutable, timestamped snapshots of every ocrtrain run on the machine.
 
 `collect()` makes one pass over `/proc` (stat + environ of every process), groups processes
-into runs by exact identity (run-id tag in the environment, the run's cgroup, its session while
-the session leader lives, descent from its live supervisor, the (pid, start) pairs in the
-journal) and reads the expensive fields (cmdline, io, environment for ranks) of run members
-only. It never raises for a process that vanishes mid-read: such fields become None ("N/A").
+into runs with the core's membership model (`ocrtrain.procman.membership`: run-id tag, cgroup,
+session, descent, the journal's (pid, start) pairs) and reads the expensive fields (cmdline,
+io, environment for ranks) of run members only. It never raises for a process that vanishes
+mid-read: such fields become None ("N/A").
 
 CPU %: a single snapshot reports each process's lifetime average (CPU time / age), which needs
 no second reading and so keeps `ocrtrain ps --json` as fast as `ps`; given the previous
@@ -16,19 +16,33 @@ from __future__ import annotations
 import os
 import shlex
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocrtrain.monitor import roles
-from ocrtrain.procman import procfs
-from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, RunRecord
+from ocrtrain.procman import (
+    ACTIVE_STATES,
+    CLOCK_TICKS,
+    FINAL_STATES,
+    HIDDEN,
+    PROC,
+    FoundBy,
+    ProcessTable,
+    ProcStat,
+    RunMembers,
+    RunRecord,
+    boot_time,
+    by_run,
+    read_cmdline,
+    read_environ,
+    read_uid,
+    start_epoch,
+)
 
 if TYPE_CHECKING:
     from ocrtrain.monitor.gpu import GpuDevice, GpuReading
     from ocrtrain.monitor.legacy import LegacyProcess
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
 ORPHAN = "orphan"
 STALE = "stale"
@@ -40,9 +54,9 @@ class ProcessView:
     """One process of a run. Byte counts in bytes; None where unreadable."""
 
     pid: int
-    start: int  # clock ticks after boot; with pid, the process's identity
+    start: int = field(metadata=HIDDEN)  # clock ticks after boot; with pid, the identity
     ppid: int
-    uid: int | None
+    uid: int | None = field(metadata=HIDDEN)
     role: str
     state: str
     age_s: float | None
@@ -55,26 +69,8 @@ class ProcessView:
     gpu_util: float | None
     cmdline: str | None
     flags: tuple[str, ...]
-    found_by: str  # tag | cgroup | session | descent | journal
-    cpu_ticks: int  # utime + stime, for the next snapshot's interval CPU %
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "ppid": self.ppid,
-            "role": self.role,
-            "state": self.state,
-            "age_s": self.age_s,
-            "cpu_percent": self.cpu_percent,
-            "rss_bytes": self.rss_bytes,
-            "threads": self.threads,
-            "io_read_bytes": self.io_read_bytes,
-            "io_write_bytes": self.io_write_bytes,
-            "gpu_mem_bytes": self.gpu_mem_bytes,
-            "gpu_util": self.gpu_util,
-            "cmdline": self.cmdline,
-            "flags": list(self.flags),
-        }
+    found_by: FoundBy = field(metadata=HIDDEN)
+    cpu_ticks: int = field(metadata=HIDDEN)  # utime + stime, for the next snapshot's CPU %
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +84,7 @@ class RunView:
     flags: tuple[str, ...]
     supervisor_pid: int | None
     processes: tuple[ProcessView, ...]
-    record: RunRecord | None = field(default=None, compare=False, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "user": self.user,
-            "state": self.state,
-            "flags": list(self.flags),
-            "supervisor_pid": self.supervisor_pid,
-            "processes": [p.to_dict() for p in self.processes],
-        }
+    record: RunRecord | None = field(default=None, compare=False, repr=False, metadata=HIDDEN)
 
     @property
     def members(self) -> tuple[ProcessView, ...]:
@@ -116,14 +101,6 @@ class HostView:
     mem_used: int | None
     gpus: tuple[GpuDevice, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cpu_percent": self.cpu_percent,
-            "mem_total": self.mem_total,
-            "mem_used": self.mem_used,
-            "gpus": [g.to_dict() for g in self.gpus],
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class MonitorSnapshot:
@@ -132,26 +109,22 @@ class MonitorSnapshot:
     taken_at: float
     host: HostView
     runs: tuple[RunView, ...]
-    legacy: tuple[LegacyProcess, ...] | None = None
-    cpu_total_ticks: int | None = None  # /proc/stat, for the next snapshot's host CPU %
-    cpu_busy_ticks: int | None = None
+    legacy: tuple[LegacyProcess, ...] | None = field(default=None, metadata=HIDDEN)
+    cpu_total_ticks: int | None = field(default=None, metadata=HIDDEN)  # /proc/stat, for the
+    cpu_busy_ticks: int | None = field(default=None, metadata=HIDDEN)  # next host CPU %
+
+    def json_extra(self) -> dict[str, Any]:
+        """Beyond the fields, `ocrtrain ps --json` carries the orphan count and any --match
+        processes."""
+        extra: dict[str, Any] = {"orphans": self.orphans}
+        if self.legacy is not None:
+            extra["legacy"] = self.legacy
+        return extra
 
     @property
     def orphans(self) -> int:
         """How many processes are flagged orphan."""
         return sum(1 for r in self.runs for p in r.processes if ORPHAN in p.flags)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Exactly what `ocrtrain ps --json` prints."""
-        out: dict[str, Any] = {
-            "taken_at": self.taken_at,
-            "host": self.host.to_dict(),
-            "runs": [r.to_dict() for r in self.runs],
-            "orphans": self.orphans,
-        }
-        if self.legacy is not None:
-            out["legacy"] = [p.to_dict() for p in self.legacy]
-        return out
 
 
 # -- small readers ------------------------------------------------------------------------
@@ -160,7 +133,7 @@ class MonitorSnapshot:
 def read_io(pid: int) -> tuple[int | None, int | None]:
     """(read_bytes, write_bytes) from /proc/<pid>/io: bytes that reached storage."""
     try:
-        with open(f"{procfs.PROC}/{pid}/io", "rb") as f:
+        with open(f"{PROC}/{pid}/io", "rb") as f:
             raw = f.read()
     except OSError:
         return None, None
@@ -178,7 +151,7 @@ def read_io(pid: int) -> tuple[int | None, int | None]:
 def _cpu_ticks() -> tuple[int | None, int | None]:
     """(total, busy) jiffies of all CPUs from /proc/stat."""
     try:
-        with open(f"{procfs.PROC}/stat", "rb") as f:
+        with open(f"{PROC}/stat", "rb") as f:
             first = f.readline().split()
     except OSError:
         return None, None
@@ -193,7 +166,7 @@ def _cpu_ticks() -> tuple[int | None, int | None]:
 
 def _meminfo() -> tuple[int | None, int | None]:
     try:
-        with open(f"{procfs.PROC}/meminfo", "rb") as f:
+        with open(f"{PROC}/meminfo", "rb") as f:
             raw = f.read()
     except OSError:
         return None, None
@@ -218,121 +191,17 @@ def _user_name(uid: int | None) -> str | None:
         return str(uid)
 
 
-def _alive(table: dict[int, procfs.Tagged], pid: int | None, start: int | None) -> bool:
-    if pid is None or start is None:
-        return False
-    t = table.get(pid)
-    return t is not None and t.stat.start == start and t.stat.state not in ("Z", "X")
-
-
-def cgroup_pids(path: str | None) -> set[int]:
-    """pids in a run's cgroup (and its sub-groups); empty when it is gone or unreadable."""
-    if not path:
-        return set()
-    out: set[int] = set()
-    root = Path(path)
-    try:
-        for procs in [root / "cgroup.procs", *root.glob("**/cgroup.procs")]:
-            try:
-                out.update(int(x) for x in procs.read_text().split())
-            except (OSError, ValueError):
-                continue
-    except OSError:
-        pass
-    return out
-
-
 # -- grouping -----------------------------------------------------------------------------
 
 
-@dataclass
-class RunGroup:
-    """Processes of one run as found by a scan (before the expensive fields are read)."""
-
-    run_id: str
-    record: RunRecord | None
-    supervisor: procfs.ProcStat | None = None
-    watchdog: procfs.ProcStat | None = None
-    members: dict[int, tuple[procfs.ProcStat, str]] = field(default_factory=dict)  # how found
-    trainer_alive: bool = False
-    supervisor_alive: bool = False
-    watchdog_alive: bool = False
-
-
-def group_runs(
-    table: dict[int, procfs.Tagged], records: Iterable[RunRecord], *, exclude: Iterable[int] = ()
-) -> dict[str, RunGroup]:
-    """Group the scanned processes into runs.
-
-    Args:
-        table: one `procfs.scan()`.
-        records: the journal's runs to consider (active ones plus any a tag names).
-        exclude: pids that are never members (the caller itself).
-    """
-    skip = {os.getpid(), *exclude}
-    groups: dict[str, RunGroup] = {r.id: RunGroup(r.id, r) for r in records}
-    for pid, t in table.items():
-        if pid in skip or t.stat.state in ("Z", "X"):
-            continue
-        if t.watchdog_for is not None:
-            g = groups.setdefault(t.watchdog_for, RunGroup(t.watchdog_for, None))
-            g.watchdog = t.stat
-            g.watchdog_alive = True
-        elif t.run_id is not None:
-            g = groups.setdefault(t.run_id, RunGroup(t.run_id, None))
-            g.members[pid] = (t.stat, "tag")
-    children: dict[int, list[int]] = {}
-    for pid, t in table.items():
-        children.setdefault(t.stat.ppid, []).append(pid)
-    for g in groups.values():
-        rec = g.record
-        if rec is None:
-            continue
-        if _alive(table, rec.supervisor_pid, rec.supervisor_start):
-            g.supervisor = table[rec.supervisor_pid].stat  # type: ignore[index]
-            g.supervisor_alive = True
-        if _alive(table, rec.watchdog_pid, rec.watchdog_start):
-            g.watchdog = table[rec.watchdog_pid].stat  # type: ignore[index]
-            g.watchdog_alive = True
-        g.trainer_alive = _alive(table, rec.child_pid, rec.child_start)
-        if rec.state in FINAL_STATES:
-            continue  # only the tag identifies leftovers of an ended run: its sid may be reused
-        special = {p for p in (rec.supervisor_pid, rec.watchdog_pid) if p is not None} | skip
-        for pid in cgroup_pids(rec.cgroup):
-            ct = table.get(pid)
-            if ct is not None and pid not in special and _plain_live(ct):
-                g.members.setdefault(pid, (ct.stat, "cgroup"))
-        if g.trainer_alive and rec.sid is not None:
-            # While the leader lives its pid (= the sid) cannot be reused: the session is ours.
-            for pid, t in table.items():
-                if t.stat.sid == rec.sid and pid not in special and _plain_live(t):
-                    g.members.setdefault(pid, (t.stat, "session"))
-        if g.supervisor_alive and rec.supervisor_pid is not None:
-            stack = list(children.get(rec.supervisor_pid, []))
-            while stack:
-                pid = stack.pop()
-                t = table[pid]
-                if pid in special or t.watchdog_for is not None:
-                    continue
-                if t.stat.state not in ("Z", "X"):
-                    g.members.setdefault(pid, (t.stat, "descent"))
-                stack.extend(children.get(pid, []))
-    return groups
-
-
-def _plain_live(t: procfs.Tagged) -> bool:
-    """Not a zombie and not a watchdog (a watchdog is shown as such, never as a member)."""
-    return t.watchdog_for is None and t.stat.state not in ("Z", "X")
-
-
-def _looks_like_supervisor(table: dict[int, procfs.Tagged], pid: int) -> bool:
-    t = table.get(pid)
+def _looks_like_supervisor(table: ProcessTable, pid: int) -> bool:
+    t = table.procs.get(pid)
     if t is None or pid <= 1 or t.run_id is not None:
         return False
-    return any("ocrtrain" in arg for arg in procfs.read_cmdline(pid)[:4])
+    return any("ocrtrain" in arg for arg in read_cmdline(pid)[:4])
 
 
-def orphan_pids(group: RunGroup, table: dict[int, procfs.Tagged]) -> set[int]:
+def orphan_pids(group: RunMembers, table: ProcessTable) -> set[int]:
     """Members that have lost their run: the run ended or lost its supervisor or trainer, or
     the process was re-parented to init. For a run this journal does not know, a member is an
     orphan unless its chain of same-run ancestors ends at a live ocrtrain supervisor."""
@@ -344,22 +213,22 @@ def orphan_pids(group: RunGroup, table: dict[int, procfs.Tagged]) -> set[int]:
         or not group.supervisor_alive
         or (not group.trainer_alive and rec.child_pid is not None)
     )
-    for pid, (st, _how) in members.items():
-        if st.ppid <= 1 or run_broken:
+    for pid, m in members.items():
+        if m.stat.ppid <= 1 or run_broken:
             out.add(pid)
     if rec is None:
-        for pid, (st, _how) in members.items():
-            top = st
+        for pid, m in members.items():
+            top = m.stat
             seen = {pid}
             while top.ppid in members and top.ppid not in seen:
                 seen.add(top.ppid)
-                top = members[top.ppid][0]
+                top = members[top.ppid].stat
             if not _looks_like_supervisor(table, top.ppid):
                 out.add(pid)
     return out
 
 
-def is_stale(group: RunGroup) -> bool:
+def is_stale(group: RunMembers) -> bool:
     """The journal says the run is active, yet its supervisor, watchdog and processes are gone."""
     rec = group.record
     return (
@@ -372,11 +241,12 @@ def is_stale(group: RunGroup) -> bool:
     )
 
 
-def journal_records(journal: Journal, table: dict[int, procfs.Tagged]) -> list[RunRecord]:
+def journal_records(journal: Journal, table: ProcessTable) -> list[RunRecord]:
     """The runs worth looking at: active ones plus ended ones whose processes remain."""
     records = {r.id: r for r in journal.list_runs(states=ACTIVE_STATES)}
-    tagged = {t.run_id for t in table.values() if t.run_id} | {
-        t.watchdog_for for t in table.values() if t.watchdog_for
+    procs = table.procs.values()
+    tagged = {t.run_id for t in procs if t.run_id} | {
+        t.watchdog_for for t in procs if t.watchdog_for
     }
     for run_id in tagged - set(records):
         if run_id is None:
@@ -391,10 +261,10 @@ def journal_records(journal: Journal, table: dict[int, procfs.Tagged]) -> list[R
 
 
 def _process_view(
-    st: procfs.ProcStat,
+    st: ProcStat,
     role: str,
     flags: tuple[str, ...],
-    found_by: str,
+    found_by: FoundBy,
     *,
     now: float,
     btime: float,
@@ -404,13 +274,13 @@ def _process_view(
     uid: int | None,
 ) -> ProcessView:
     ticks = st.utime + st.stime
-    age = max(0.0, now - procfs.start_epoch(st.start, btime)) if btime else None
+    age = max(0.0, now - start_epoch(st.start, btime)) if btime else None
     cpu: float | None = None
     prev = previous.get((st.pid, st.start))
     if prev is not None and now > prev[1]:
-        cpu = 100.0 * (ticks - prev[0]) / procfs.CLOCK_TICKS / (now - prev[1])
+        cpu = 100.0 * (ticks - prev[0]) / CLOCK_TICKS / (now - prev[1])
     elif age:
-        cpu = 100.0 * ticks / procfs.CLOCK_TICKS / age
+        cpu = 100.0 * ticks / CLOCK_TICKS / age
     io_r, io_w = read_io(st.pid)
     gp = gpu.by_pid.get(st.pid) if gpu is not None else None
     return ProcessView(
@@ -436,8 +306,8 @@ def _process_view(
 
 
 def build_run_view(
-    group: RunGroup,
-    table: dict[int, procfs.Tagged],
+    group: RunMembers,
+    table: ProcessTable,
     *,
     now: float,
     btime: float,
@@ -448,19 +318,19 @@ def build_run_view(
     rec = group.record
     orphans = orphan_pids(group, table)
     infos: dict[int, roles.ProcInfo] = {}
-    for pid, (st, _how) in group.members.items():
+    for pid, m in group.members.items():
         infos[pid] = roles.ProcInfo(
             pid=pid,
-            ppid=st.ppid,
-            comm=st.comm,
-            cmdline=tuple(procfs.read_cmdline(pid)),
-            rank=roles.rank_of(procfs.read_environ(pid)),
+            ppid=m.stat.ppid,
+            comm=m.stat.comm,
+            cmdline=tuple(read_cmdline(pid)),
+            rank=roles.rank_of(read_environ(pid)),
         )
     trainer_pid: int | None = None
     if rec is not None and group.trainer_alive:
         trainer_pid = rec.child_pid
     elif rec is None:
-        leaders = [p for p, (st, _h) in group.members.items() if st.sid == p]
+        leaders = [p for p, m in group.members.items() if m.stat.sid == p]
         trainer_pid = min(leaders) if leaders else None
     role_of: dict[int, str] = {}
     trainer_argv: tuple[str, ...] | None = tuple(rec.argv) if rec is not None else None
@@ -480,9 +350,9 @@ def build_run_view(
 
     views: list[ProcessView] = []
 
-    def view(st: procfs.ProcStat, role_: str, flags: tuple[str, ...], how: str) -> ProcessView:
+    def view(st: ProcStat, role_: str, flags: tuple[str, ...], how: FoundBy) -> ProcessView:
         info = infos.get(st.pid)
-        cmd = list(info.cmdline) if info is not None else procfs.read_cmdline(st.pid)
+        cmd = list(info.cmdline) if info is not None else read_cmdline(st.pid)
         return _process_view(
             st,
             role_,
@@ -493,16 +363,15 @@ def build_run_view(
             previous=previous,
             gpu=gpu,
             cmdline=cmd,
-            uid=procfs.read_uid(st.pid),
+            uid=read_uid(st.pid),
         )
 
     if group.supervisor is not None:
-        views.append(view(group.supervisor, roles.SUPERVISOR, (), "journal"))
+        views.append(view(group.supervisor, roles.SUPERVISOR, (), FoundBy.JOURNAL))
     if group.watchdog is not None:
-        views.append(view(group.watchdog, roles.WATCHDOG, (), "journal"))
-    for pid in sorted(group.members, key=lambda p: (group.members[p][0].start, p)):
-        st, how = group.members[pid]
-        views.append(view(st, role(pid), (ORPHAN,) if pid in orphans else (), how))
+        views.append(view(group.watchdog, roles.WATCHDOG, (), FoundBy.JOURNAL))
+    for m in sorted(group.members.values(), key=lambda m: (m.start, m.pid)):
+        views.append(view(m.stat, role(m.pid), (ORPHAN,) if m.pid in orphans else (), m.found_by))
     run_flags: list[str] = []
     if orphans:
         run_flags.append(ORPHAN)
@@ -543,21 +412,21 @@ def collect(
         UsageError: `all_users` without root, or an empty `match`.
     """
     if journal is None:
-        from ocrtrain.procman.journal import Journal
+        from ocrtrain.procman import Journal
 
         journal = Journal()
     total0, busy0 = _cpu_ticks()
     t0 = time.time()
-    table = procfs.scan()
+    table = ProcessTable.scan()
     records = journal_records(journal, table)
-    groups = group_runs(table, records)
+    groups = by_run(table, records)
     gpu_reading = None
     if gpu:
         from ocrtrain.monitor import gpu as gpu_mod
 
         gpu_reading = gpu_mod.read()
     now = time.time()
-    btime = procfs.boot_time()
+    btime = boot_time()
     prev_ticks: dict[tuple[int, int], tuple[int, float]] = {}
     if previous is not None:
         for r in previous.runs:
@@ -573,7 +442,9 @@ def collect(
     if match is not None:
         from ocrtrain.monitor import legacy as legacy_mod
 
-        legacy = tuple(legacy_mod.find(match, table, all_users=all_users, now=now, btime=btime))
+        legacy = tuple(
+            legacy_mod.find(match, table.procs, all_users=all_users, now=now, btime=btime)
+        )
     total1, busy1 = _cpu_ticks()
     host_cpu: float | None = None
     base_total, base_busy = (

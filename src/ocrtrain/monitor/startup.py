@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ocrtrain.monitor.snapshot import group_runs, journal_records, orphan_pids
-from ocrtrain.procman import procfs
-from ocrtrain.procman.reconcile import reconcile
+from ocrtrain.monitor.snapshot import journal_records, orphan_pids
+from ocrtrain.procman import ProcessTable, by_run, reconcile
 
 if TYPE_CHECKING:
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,8 @@ def startup_check(journal: Journal) -> list[str]:
     try:
         for run in reconcile(journal):
             lines.append(f"run {run.id} ({run.name}) was marked lost: its supervisor is gone")
-        table = procfs.scan()
-        groups = group_runs(table, journal_records(journal, table))
+        table = ProcessTable.scan()
+        groups = by_run(table, journal_records(journal, table))
     except Exception:  # a startup check must never break the command that runs it
         log.exception("startup check failed")
         return lines
@@ -59,7 +58,7 @@ def open_journal(check: bool = True) -> Journal:
     """
     import sys
 
-    from ocrtrain.procman.journal import Journal
+    from ocrtrain.procman import Journal
 
     journal = Journal()
     if check:

@@ -1,1 +1,213 @@
-"""Process-management core: supervisor, signals, process tree and run journal."""
+"""Process-management core: supervisor, signals, process membership and the run journal.
+
+This package is the core's one public face: the monitor, the web UI and the training code
+import from `ocrtrain.procman` only, never from its submodules (a ruff `banned-api` rule in
+their folders enforces it). Names load on first use, so that `ocrtrain ps` does not pay for
+the supervisor it never starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ocrtrain.procman.api import RunHandle, request_stop, run_foreground, run_processes, start
+    from ocrtrain.procman.envnames import (
+        CONFIG_DIR_ENV,
+        HOME_ENV,
+        NO_SUPERVISOR_ENV,
+        RANKS_OUTPUT_DIR_ENV,
+        RUN_DIR_ENV,
+        RUN_ID_ENV,
+        TRAIN_SCRIPT_ENV,
+        UI_TOKEN_ENV,
+        WATCHDOG_ENV,
+    )
+    from ocrtrain.procman.errors import (
+        HomeError,
+        OcrtrainError,
+        RunNotFound,
+        SpawnError,
+        UsageError,
+    )
+    from ocrtrain.procman.handoff import current_run_id, ensure_supervised
+    from ocrtrain.procman.journal import (
+        ACTIVE_STATES,
+        FINAL_STATES,
+        EventKind,
+        EventRecord,
+        Journal,
+        RunRecord,
+        RunState,
+        SampleRecord,
+    )
+    from ocrtrain.procman.lifeline import set_parent_death_signal
+    from ocrtrain.procman.liveness import reconcile, supervisor_alive, watchdog_alive
+    from ocrtrain.procman.membership import (
+        FoundBy,
+        Member,
+        ProcessTable,
+        Role,
+        RunMembers,
+        RunScope,
+        by_run,
+        members,
+        run_scope,
+    )
+    from ocrtrain.procman.outcomes import Outcome, ProcessOutcome
+    from ocrtrain.procman.procfs import (
+        CLOCK_TICKS,
+        PROC,
+        ProcStat,
+        Tagged,
+        boot_time,
+        env_tag,
+        is_alive,
+        read_cmdline,
+        read_environ,
+        read_stat,
+        read_uid,
+        start_epoch,
+    )
+    from ocrtrain.procman.spec import DEFAULT_GRACE_S, RunSpec, parse_seconds, parse_size
+    from ocrtrain.procman.teardown import KILL_WAIT_S, Teardown, TeardownResult
+    from ocrtrain.procman.tojson import HIDDEN, to_json
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "api": ("RunHandle", "request_stop", "run_foreground", "run_processes", "start"),
+    "envnames": (
+        "CONFIG_DIR_ENV",
+        "HOME_ENV",
+        "NO_SUPERVISOR_ENV",
+        "RANKS_OUTPUT_DIR_ENV",
+        "RUN_DIR_ENV",
+        "RUN_ID_ENV",
+        "TRAIN_SCRIPT_ENV",
+        "UI_TOKEN_ENV",
+        "WATCHDOG_ENV",
+    ),
+    "errors": ("HomeError", "OcrtrainError", "RunNotFound", "SpawnError", "UsageError"),
+    "handoff": ("current_run_id", "ensure_supervised"),
+    "journal": (
+        "ACTIVE_STATES",
+        "FINAL_STATES",
+        "EventKind",
+        "EventRecord",
+        "Journal",
+        "RunRecord",
+        "RunState",
+        "SampleRecord",
+    ),
+    "lifeline": ("set_parent_death_signal",),
+    "outcomes": ("Outcome", "ProcessOutcome"),
+    "tojson": ("HIDDEN", "to_json"),
+    "membership": (
+        "FoundBy",
+        "Member",
+        "ProcessTable",
+        "Role",
+        "RunMembers",
+        "RunScope",
+        "by_run",
+        "members",
+        "run_scope",
+    ),
+    "procfs": (
+        "CLOCK_TICKS",
+        "PROC",
+        "ProcStat",
+        "Tagged",
+        "boot_time",
+        "env_tag",
+        "is_alive",
+        "read_cmdline",
+        "read_environ",
+        "read_stat",
+        "read_uid",
+        "start_epoch",
+    ),
+    "liveness": ("reconcile", "supervisor_alive", "watchdog_alive"),
+    "spec": ("DEFAULT_GRACE_S", "RunSpec", "parse_seconds", "parse_size"),
+    "teardown": ("KILL_WAIT_S", "Teardown", "TeardownResult"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = [
+    "ACTIVE_STATES",
+    "CLOCK_TICKS",
+    "CONFIG_DIR_ENV",
+    "DEFAULT_GRACE_S",
+    "FINAL_STATES",
+    "HIDDEN",
+    "HOME_ENV",
+    "KILL_WAIT_S",
+    "NO_SUPERVISOR_ENV",
+    "PROC",
+    "RANKS_OUTPUT_DIR_ENV",
+    "RUN_DIR_ENV",
+    "RUN_ID_ENV",
+    "TRAIN_SCRIPT_ENV",
+    "UI_TOKEN_ENV",
+    "WATCHDOG_ENV",
+    "EventKind",
+    "EventRecord",
+    "FoundBy",
+    "HomeError",
+    "Journal",
+    "Member",
+    "OcrtrainError",
+    "Outcome",
+    "ProcStat",
+    "ProcessOutcome",
+    "ProcessTable",
+    "Role",
+    "RunHandle",
+    "RunMembers",
+    "RunNotFound",
+    "RunRecord",
+    "RunScope",
+    "RunSpec",
+    "RunState",
+    "SampleRecord",
+    "SpawnError",
+    "Tagged",
+    "Teardown",
+    "TeardownResult",
+    "UsageError",
+    "boot_time",
+    "by_run",
+    "current_run_id",
+    "ensure_supervised",
+    "env_tag",
+    "is_alive",
+    "members",
+    "parse_seconds",
+    "parse_size",
+    "read_cmdline",
+    "read_environ",
+    "read_stat",
+    "read_uid",
+    "reconcile",
+    "request_stop",
+    "run_foreground",
+    "run_processes",
+    "run_scope",
+    "set_parent_death_signal",
+    "start",
+    "start_epoch",
+    "supervisor_alive",
+    "to_json",
+    "watchdog_alive",
+]
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+
+    def __getattr__(name: str) -> Any:
+        module = _HOME.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value

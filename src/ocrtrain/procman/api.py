@@ -1,8 +1,8 @@
-"""The public API of the process-management core, used by the CLI, the trainer, the monitor
-and the web UI. Everything here imports only the standard library and psutil.
+"""Starting, stopping and inspecting runs: the verbs of the core's public face
+(`ocrtrain.procman` exports them). Everything here imports only the standard library and psutil.
 
 Example:
-    >>> from ocrtrain.procman.api import RunSpec, start
+    >>> from ocrtrain.procman import RunSpec, start
     >>> handle = start(RunSpec(argv=("python", "-c", "print('hi')"), name="demo"))
     >>> handle.wait(timeout=30).state
     <RunState.SUCCEEDED: 'succeeded'>
@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-from ocrtrain.procman import procfs
-from ocrtrain.procman.cgroup import RunCgroup
 from ocrtrain.procman.errors import OcrtrainError, UsageError
 from ocrtrain.procman.journal import (
     ACTIVE_STATES,
@@ -28,54 +26,22 @@ from ocrtrain.procman.journal import (
     Journal,
     RunRecord,
     RunState,
-    SampleRecord,
 )
-from ocrtrain.procman.reconcile import reconcile, supervisor_alive
+from ocrtrain.procman.liveness import reconcile, supervisor_alive
+from ocrtrain.procman.membership import Member, ProcessTable, members, run_scope
 from ocrtrain.procman.spec import RunSpec
 from ocrtrain.procman.supervisor import create_run, run_foreground
-from ocrtrain.procman.teardown import Teardown, TeardownResult, find_members, signal_identity
+from ocrtrain.procman.teardown import Teardown, TeardownResult, signal_identity
 
-__all__ = [
-    "ACTIVE_STATES",
-    "FINAL_STATES",
-    "EventKind",
-    "EventRecord",
-    "Journal",
-    "RunHandle",
-    "RunRecord",
-    "RunSpec",
-    "RunState",
-    "SampleRecord",
-    "TeardownResult",
-    "reconcile",
-    "request_stop",
-    "run_foreground",
-    "run_processes",
-    "start",
-]
+__all__ = ["RunHandle", "request_stop", "run_foreground", "run_processes", "start"]
 
 DETACH_START_TIMEOUT_S = 30.0
 
 
-def _live_sid(run: RunRecord) -> int | None:
-    """The run's session id while its leader (the main child) lives; after that the id may
-    belong to an unrelated new session, and the other tiers find the run's processes."""
-    if run.child_pid is None or run.child_start is None:
-        return None
-    return run.sid if procfs.is_alive(run.child_pid, run.child_start) else None
-
-
-def run_processes(run: RunRecord) -> dict[int, procfs.ProcStat]:
-    """The live processes of a run (not its supervisor or watchdog)."""
-    exclude = [p for p in (run.supervisor_pid, run.watchdog_pid) if p is not None]
-    root = run.supervisor_pid if run.state in ACTIVE_STATES and supervisor_alive(run) else None
-    return find_members(
-        run.id,
-        sid=_live_sid(run),
-        cgroup=RunCgroup(Path(run.cgroup)) if run.cgroup else None,
-        root_pid=root,
-        exclude=exclude,
-    )
+def run_processes(run: RunRecord) -> dict[int, Member]:
+    """The live processes of a run (not its supervisor or watchdog), and why each is one."""
+    table = ProcessTable.scan()
+    return members(table, run_scope(run, table))
 
 
 class RunHandle:
@@ -209,7 +175,7 @@ def request_stop(
         signal_identity(run.supervisor_pid, run.supervisor_start, signal.SIGTERM)
         if not force:
             return None
-    exclude = [p for p in (run.supervisor_pid, run.watchdog_pid) if p is not None]
+    scope = run_scope(run, ProcessTable.scan(with_env=False))  # the identities only
 
     def record(
         kind: EventKind, pid: int | None = None, signal: int | None = None, **kw: object
@@ -219,9 +185,9 @@ def request_stop(
     teardown = Teardown(
         run.id,
         grace=0.0 if force else (run.grace if grace is None else grace),
-        sid=_live_sid(run),
-        cgroup=RunCgroup(Path(run.cgroup)) if run.cgroup else None,
-        exclude=exclude,
+        sid=scope.sid,
+        cgroup=scope.cgroup,
+        exclude=scope.exclude,
         on_event=record,
     )
     result = teardown.run()

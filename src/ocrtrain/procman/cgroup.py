@@ -13,10 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from ocrtrain.procman.envnames import CGROUP_ROOT_ENV, NO_CGROUP_ENV
 
-CGROUP_ROOT_ENV = "OCRTRAIN_CGROUP_ROOT"
-DISABLE_ENV = "OCRTRAIN_NO_CGROUP"
+log = logging.getLogger(__name__)
 
 
 class CgroupUnavailable(Exception):
@@ -55,8 +54,8 @@ def parent_dir() -> Path:
     Raises:
         CgroupUnavailable: no cgroup v2 mount, or disabled by `OCRTRAIN_NO_CGROUP=1`.
     """
-    if os.environ.get(DISABLE_ENV) == "1":
-        raise CgroupUnavailable(f"disabled by {DISABLE_ENV}=1")
+    if os.environ.get(NO_CGROUP_ENV) == "1":
+        raise CgroupUnavailable(f"disabled by {NO_CGROUP_ENV}=1")
     explicit = os.environ.get(CGROUP_ROOT_ENV)
     if explicit:
         return Path(explicit)
@@ -103,12 +102,15 @@ class RunCgroup:
             f.write(str(pid))
 
     def pids(self) -> list[int]:
-        """Processes in the cgroup now ([] once it is gone)."""
-        try:
-            with open(self.path / "cgroup.procs") as f:
-                return [int(x) for x in f.read().split()]
-        except OSError:
-            return []
+        """Processes in the cgroup and its sub-groups now ([] once it is gone)."""
+        out: list[int] = []
+        for folder, _dirs, _files in os.walk(self.path):
+            try:
+                with open(os.path.join(folder, "cgroup.procs")) as f:
+                    out.extend(int(x) for x in f.read().split())
+            except (OSError, ValueError):
+                continue
+        return out
 
     def is_populated(self) -> bool:
         try:

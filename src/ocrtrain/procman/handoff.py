@@ -11,9 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-RUN_ID_ENV = "OCRTRAIN_RUN_ID"
-RUN_DIR_ENV = "OCRTRAIN_RUN_DIR"
-NO_SUPERVISOR_ENV = "OCRTRAIN_NO_SUPERVISOR"
+from ocrtrain.procman.envnames import NO_SUPERVISOR_ENV, RUN_DIR_ENV, RUN_ID_ENV
+
+# The names stay importable from here for the supervisor and watchdog.
+__all__ = ["NO_SUPERVISOR_ENV", "RUN_DIR_ENV", "RUN_ID_ENV", "current_run_id", "ensure_supervised"]
 
 
 def current_run_id() -> str | None:

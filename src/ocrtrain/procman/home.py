@@ -6,9 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from ocrtrain.procman.envnames import HOME_ENV
 from ocrtrain.procman.errors import HomeError
 
-HOME_ENV = "OCRTRAIN_HOME"
+__all__ = ["HOME_ENV", "ensure_home", "runs_dir", "state_home"]  # HOME_ENV: for the supervisor
 
 
 def state_home() -> Path:

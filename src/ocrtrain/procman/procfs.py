@@ -11,11 +11,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ocrtrain.procman.handoff import RUN_ID_ENV
+from ocrtrain.procman.envnames import RUN_ID_ENV, WATCHDOG_ENV
 
 PROC = "/proc"
 _RUN_ID_PREFIX = (RUN_ID_ENV + "=").encode()
-WATCHDOG_ENV = "OCRTRAIN_WATCHDOG_FOR"
 _WATCHDOG_PREFIX = (WATCHDOG_ENV + "=").encode()
 
 try:

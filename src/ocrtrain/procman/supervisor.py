@@ -112,7 +112,7 @@ def create_run(journal: Journal, spec: RunSpec, run_id: str | None = None) -> Ru
 
 
 def _reconcile_quietly(journal: Journal) -> None:
-    from ocrtrain.procman.reconcile import reconcile
+    from ocrtrain.procman.liveness import reconcile
 
     reconcile(journal)
 

@@ -1,9 +1,8 @@
 """Find every process of a run and end it: SIGTERM, one shared deadline, SIGKILL, reap.
 
-A run's members are the union of four independent views, so that a process escaping one is
-still caught by another: the run's cgroup, its session, the `OCRTRAIN_RUN_ID` tag in the
-environment, and the descendants of its supervisor. Every signal goes through a pidfd opened
-and then re-checked against the process's start time, so a reused pid is never hit.
+Which processes are the run's is `ocrtrain.procman.membership`'s answer, asked again while
+the teardown lasts so that forks are caught. Every signal goes through a pidfd opened and then
+re-checked against the process's start time, so a reused pid is never hit.
 """
 
 from __future__ import annotations
@@ -20,6 +19,10 @@ from typing import Any
 from ocrtrain.procman import procfs
 from ocrtrain.procman.cgroup import RunCgroup
 from ocrtrain.procman.journal import EventKind
+from ocrtrain.procman.membership import ProcessTable, RunScope, find_members, members
+from ocrtrain.procman.outcomes import Outcome
+
+__all__ = ["Signaller", "Teardown", "TeardownResult", "find_members", "signal_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -31,60 +34,6 @@ EventSink = Callable[..., Any]  # (kind, pid=None, signal=None, **detail)
 
 def _ignore_event(*args: Any, **kwargs: Any) -> None:
     del args, kwargs
-
-
-def find_members(
-    run_id: str | None,
-    *,
-    sid: int | None = None,
-    sid_until: int | None = None,
-    cgroup: RunCgroup | None = None,
-    root_pid: int | None = None,
-    exclude: Iterable[int] = (),
-    table: dict[int, procfs.Tagged] | None = None,
-) -> dict[int, procfs.ProcStat]:
-    """Live (non-zombie) processes of a run, by run id, session, cgroup and descent.
-
-    Args:
-        run_id: the run's `OCRTRAIN_RUN_ID` value.
-        sid: the session the run's main process leads.
-        sid_until: once the session leader is gone its pid (the sid) may be reused by a new,
-            unrelated session leader; pass the time (clock ticks since boot) the leader was
-            known to be gone, and only processes started before it count by session.
-        cgroup: the run's cgroup, if it has one.
-        root_pid: the supervisor: all its descendants belong to the run (it is a subreaper).
-        exclude: pids that are never members (the supervisor, its watchdog, the caller).
-        table: a process-table scan to reuse (default: scan now).
-    """
-    if table is None:
-        table = procfs.scan(with_env=run_id is not None)
-    skip = {os.getpid(), *exclude}
-    in_cgroup = set(cgroup.pids()) if cgroup is not None else set()
-    members: dict[int, procfs.ProcStat] = {}
-    for pid, tagged in table.items():
-        st = tagged.stat
-        if pid in skip or st.state in ("Z", "X") or tagged.watchdog_for is not None:
-            continue
-        if (
-            (run_id is not None and tagged.run_id == run_id)
-            or (sid is not None and st.sid == sid and (sid_until is None or st.start <= sid_until))
-            or pid in in_cgroup
-        ):
-            members[pid] = st
-    if root_pid is not None:
-        children: dict[int, list[int]] = {}
-        for pid, tagged in table.items():
-            children.setdefault(tagged.stat.ppid, []).append(pid)
-        stack = list(children.get(root_pid, []))
-        while stack:
-            pid = stack.pop()
-            tagged = table[pid]
-            if pid in skip or tagged.watchdog_for is not None:
-                continue
-            if tagged.stat.state not in ("Z", "X"):
-                members[pid] = tagged.stat
-            stack.extend(children.get(pid, []))
-    return members
 
 
 @dataclass
@@ -123,23 +72,23 @@ class Signaller:
         self._targets[key] = target
         return target
 
-    def send(self, target: _Target, sig: int) -> str | None:
+    def send(self, target: _Target, sig: int) -> Outcome | None:
         """Send `sig`; returns None on success, else why it could not be delivered."""
         if target.exited:
-            return "gone"
+            return Outcome.GONE
         try:
             if target.fd is not None:
                 signal.pidfd_send_signal(target.fd, sig)
             else:
                 now = procfs.read_stat(target.pid)
                 if now is None or now.start != target.start:
-                    return "gone"
+                    return Outcome.GONE
                 os.kill(target.pid, sig)
         except ProcessLookupError:
             # Exited between the scan and the signal: nothing left to do.
-            return "gone"
+            return Outcome.GONE
         except PermissionError:
-            return "permission denied"
+            return Outcome.DENIED
         return None
 
     def alive(self, target: _Target) -> bool:
@@ -174,27 +123,27 @@ class Signaller:
         self._targets.clear()
 
 
-def signal_identity(pid: int, start: int, sig: int) -> str | None:
+def signal_identity(pid: int, start: int, sig: int) -> Outcome | None:
     """Send `sig` to the process (pid, start ticks) only if that very process still runs.
 
     Returns:
-        None once sent, else why not ("gone" for an exited or reused pid, "permission denied").
+        None once sent, else why not (GONE for an exited or reused pid, DENIED).
     """
     signaller = Signaller()
     try:
         st = procfs.read_stat(pid)
         if st is None or st.start != start:
-            return "gone"
+            return Outcome.GONE
         target = signaller.adopt(st)
-        return "gone" if target is None else signaller.send(target, sig)
+        return Outcome.GONE if target is None else signaller.send(target, sig)
     finally:
         signaller.close()
 
 
-def survivor_reason(pid: int, why: str | None = None) -> str:
-    """A human reason why a process outlived SIGKILL."""
-    if why:
-        return why
+def survivor_reason(pid: int, why: Outcome | None = None) -> str:
+    """A human reason why a process outlived SIGKILL (`why`: it could not be signalled)."""
+    if why is not None:
+        return str(why)
     st = procfs.read_stat(pid)
     if st is None:
         return "gone"
@@ -218,6 +167,14 @@ class TeardownResult:
     @property
     def clean(self) -> bool:
         return not self.survivors
+
+    def outcome(self, pid: int) -> Outcome:
+        """What happened to `pid`, one of the processes this teardown was to end."""
+        if pid in self.survivors:
+            return Outcome.SURVIVED
+        if pid in self.killed:
+            return Outcome.SIGKILL
+        return Outcome.SIGTERM if pid in self.signalled else Outcome.EXITED
 
 
 class Teardown:
@@ -243,11 +200,8 @@ class Teardown:
     ) -> None:
         self.run_id = run_id
         self.grace = max(0.0, grace)
-        self.sid = sid
-        self.sid_until = sid_until
+        self.scope = RunScope(run_id, sid, sid_until, cgroup, root_pid, frozenset(exclude))
         self.cgroup = cgroup
-        self.root_pid = root_pid
-        self.exclude = set(exclude)
         self.on_event = on_event
         self.reap = reap
         self.only = list(only) if only is not None else None
@@ -258,7 +212,7 @@ class Teardown:
         self._escalated = False
         self._done = False
         self._last_scan = 0.0
-        self._failed: dict[tuple[int, int], str] = {}
+        self._failed: dict[tuple[int, int], Outcome] = {}
 
     @property
     def done(self) -> bool:
@@ -276,21 +230,15 @@ class Teardown:
         self._last_scan = time.monotonic()
         if self.only is not None:
             return {st.pid: st for st in self.only if procfs.is_alive(st.pid, st.start)}
-        return find_members(
-            self.run_id,
-            sid=self.sid,
-            sid_until=self.sid_until,
-            cgroup=self.cgroup,
-            root_pid=self.root_pid,
-            exclude=self.exclude,
-        )
+        table = ProcessTable.scan(with_env=self.run_id is not None)
+        return {pid: m.stat for pid, m in members(table, self.scope).items()}
 
     def _signal(self, st: procfs.ProcStat, sig: int) -> None:
         target = self.signaller.adopt(st)
         if target is None:
             return
         why = self.signaller.send(target, sig)
-        if why == "gone":
+        if why == Outcome.GONE:
             return
         if why is not None:
             self._failed[(st.pid, st.start)] = why
@@ -340,7 +288,7 @@ class Teardown:
         for st in members.values():
             self._signal(st, signal.SIGKILL)
 
-    def step(self) -> bool:
+    def step(self) -> bool:  # noqa: PLR0912 - the escalation steps read best in one place
         """Advance: reap, look for newcomers, escalate at the deadline. True once finished."""
         if self._done:
             return True
@@ -368,20 +316,18 @@ class Teardown:
             if self.cgroup is not None and self.only is None:
                 self.cgroup.kill()
             if now >= self._kill_deadline or not pending:
-                for pid in members:
-                    st = members[pid]
-                    reason = survivor_reason(pid, self._failed.get((st.pid, st.start)))
-                    self.result.survivors[pid] = reason
-                    self.on_event(EventKind.SURVIVOR_REMAINS, pid=pid, reason=reason)
-                return self._finish()
+                return self._declare_survivors(members)
         if not pending and self._failed and not self._escalated:
             # Only processes we may not signal remain: waiting will not change that.
-            for pid, st in members.items():
-                reason = survivor_reason(pid, self._failed.get((st.pid, st.start)))
-                self.result.survivors[pid] = reason
-                self.on_event(EventKind.SURVIVOR_REMAINS, pid=pid, reason=reason)
-            return self._finish()
+            return self._declare_survivors(members)
         return False
+
+    def _declare_survivors(self, members: dict[int, procfs.ProcStat]) -> bool:
+        for pid, st in members.items():
+            reason = survivor_reason(pid, self._failed.get((st.pid, st.start)))
+            self.result.survivors[pid] = reason
+            self.on_event(EventKind.SURVIVOR_REMAINS, pid=pid, reason=reason)
+        return self._finish()
 
     def _finish(self) -> bool:
         self._done = True

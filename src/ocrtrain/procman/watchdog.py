@@ -26,7 +26,7 @@ from typing import Any
 
 from ocrtrain.procman import procfs
 from ocrtrain.procman.cgroup import RunCgroup
-from ocrtrain.procman.handoff import RUN_DIR_ENV, RUN_ID_ENV
+from ocrtrain.procman.envnames import RUN_DIR_ENV, RUN_ID_ENV, WATCHDOG_ENV
 from ocrtrain.procman.journal import ACTIVE_STATES, EventKind, Journal, RunState
 from ocrtrain.procman.teardown import Teardown
 
@@ -47,7 +47,7 @@ class WatchdogLink:
         """Start a watchdog for `run_id` in its own session."""
         read_end, write_end = os.pipe()  # close-on-exec: the run never inherits them
         env = {k: v for k, v in os.environ.items() if k not in (RUN_ID_ENV, RUN_DIR_ENV)}
-        env[procfs.WATCHDOG_ENV] = run_id
+        env[WATCHDOG_ENV] = run_id
         argv = [
             sys.executable,
             "-m",

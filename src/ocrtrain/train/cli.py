@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from ocrtrain.procman.errors import UsageError
+from ocrtrain.procman import UsageError
 from ocrtrain.train.info import CFG_KINDS
 
 
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ocrtrain.procman.handoff import ensure_supervised
+    from ocrtrain.procman import ensure_supervised
     from ocrtrain.train.info import answer_without_training
 
     overrides = [o for o in args.overrides if o != "--"]

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ocrtrain.hydra_checks import is_hydra_setting, one_line, type_mismatch
+from ocrtrain.procman import CONFIG_DIR_ENV
 from ocrtrain.train.errors import ConfigError
 
 CONFIG_NAME = "train"
-CONFIG_DIR_ENV = "OCRTRAIN_CONFIG_DIR"
 # Groups whose choice is itself an override (`debug=smoke`), not a value to type-check.
 GROUPS = ("data", "model", "trainer", "dataloaders", "callbacks", "paths", "debug", "experiment")
 

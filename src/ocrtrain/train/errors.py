@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocrtrain.procman.errors import UsageError
+from ocrtrain.procman import UsageError
 
 
 class ConfigError(UsageError):

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocrtrain.procman.errors import UsageError
+from ocrtrain.procman import RANKS_OUTPUT_DIR_ENV as RANKS_OUTPUT_DIR
+from ocrtrain.procman import RUN_DIR_ENV, UsageError
 from ocrtrain.train.errors import CheckpointError, ConfigError, RunFailed
 
 log = logging.getLogger(__name__)
-
-RANKS_OUTPUT_DIR = "OCRTRAIN_RANKS_OUTPUT_DIR"  # rank 0's output folder, for the other ranks
 
 
 @dataclass
@@ -94,7 +93,7 @@ def _check_same_optimizer(ckpt: dict[str, Any], hparams: Mapping[str, Any], path
 
 def write_artifacts(output_dir: Path, metrics: Path, ckpt_dir: Path) -> None:
     """Tell the supervisor's run folder where this run's outputs are (atomically)."""
-    run_dir = os.environ.get("OCRTRAIN_RUN_DIR")
+    run_dir = os.environ.get(RUN_DIR_ENV)
     if not run_dir:
         return
     from ocrtrain.train.checkpoint_io import atomic_write

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ocrtrain.procman.errors import UsageError
+from ocrtrain.procman import UsageError
 
 log = logging.getLogger(__name__)
 

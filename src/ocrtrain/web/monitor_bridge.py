@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from ocrtrain.procman.journal import ACTIVE_STATES, Journal
+from ocrtrain.procman import ACTIVE_STATES, Journal, to_json
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class MonitorBridge:
         else:
             snap = collect(self.journal, previous=self._previous)
             self._previous = snap
-            doc = snap.to_dict()
+            doc = to_json(snap)
         with self._lock:
             self._cached, self._cached_at = doc, time.monotonic()
 
@@ -88,21 +88,21 @@ class MonitorBridge:
         """Without the monitor: active runs from the journal, with their pids and no metrics."""
         import psutil
 
-        from ocrtrain.procman.api import run_processes
+        from ocrtrain.procman import Role, run_processes
 
         vm = psutil.virtual_memory()
         runs: list[dict[str, Any]] = []
         for rec in self.journal.list_runs(states=ACTIVE_STATES):
             procs: list[dict[str, Any]] = [
                 {
-                    "pid": pid,
-                    "ppid": st.ppid,
-                    "role": "trainer" if pid == rec.child_pid else "helper",
-                    "state": st.state,
-                    "cmdline": st.comm,
+                    "pid": m.pid,
+                    "ppid": m.stat.ppid,
+                    "role": "trainer" if m.role == Role.TRAINER else "helper",
+                    "state": m.stat.state,
+                    "cmdline": m.stat.comm,
                     "flags": [],
                 }
-                for pid, st in run_processes(rec).items()
+                for m in run_processes(rec).values()
             ]
             runs.append(
                 {
@@ -143,10 +143,10 @@ class MonitorBridge:
                 "orphan cleanup needs ocrtrain.monitor.cleanup, which is not installed"
             ) from exc
         plan = cleanup.plan(self.journal, run_id=run_id, include_live=include_live, stale=True)
-        out: dict[str, Any] = {"dry_run": dry_run, "plan": plan.to_dict()}
+        out: dict[str, Any] = {"dry_run": dry_run, "plan": to_json(plan)}
         if not dry_run:
             report = cleanup.execute(plan, self.journal, grace=grace, force=force)
-            out["report"] = report.to_dict()
+            out["report"] = to_json(report)
             out["ok"] = bool(report.ok)
             self.invalidate()
         return out

@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import torch
 
-from ocrtrain.procman.lifeline import set_parent_death_signal
+from ocrtrain.procman import set_parent_death_signal
 
 
 def worker_init(worker_id: int) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from ocrtrain.web.app import get_ctx
+from ocrtrain.web.context import get_ctx
 from ocrtrain.web.hydra_form import OverrideError, command_text
 
 router = APIRouter(prefix="/api/config", tags=["config"])

@@ -7,7 +7,7 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ocrtrain.web.app import STATIC_DIR
+from ocrtrain.web.context import STATIC_DIR
 from ocrtrain.web.security import CSRF_COOKIE
 
 router = APIRouter(include_in_schema=False)

@@ -16,11 +16,22 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from ocrtrain.procman.api import RunSpec, request_stop, start
-from ocrtrain.procman.errors import OcrtrainError, RunNotFound, UsageError
-from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, EventKind, RunRecord, RunState
+from ocrtrain.procman import (
+    ACTIVE_STATES,
+    CONFIG_DIR_ENV,
+    FINAL_STATES,
+    EventKind,
+    OcrtrainError,
+    RunNotFound,
+    RunRecord,
+    RunSpec,
+    RunState,
+    UsageError,
+    request_stop,
+    start,
+)
 from ocrtrain.web import logs
-from ocrtrain.web.app import WebContext, get_ctx
+from ocrtrain.web.context import WebContext, get_ctx
 from ocrtrain.web.hydra_form import OverrideError, command_text
 
 log = logging.getLogger(__name__)
@@ -122,7 +133,7 @@ def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
         grace=s.grace,
         detach=True,
         cwd=str(s.run_cwd),
-        env={"OCRTRAIN_CONFIG_DIR": str(s.config_dir)},
+        env={CONFIG_DIR_ENV: str(s.config_dir)},
     )
     try:
         handle = start(spec, ctx.journal)

@@ -13,9 +13,8 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 import ocrtrain
-from ocrtrain.procman.errors import UsageError
-from ocrtrain.procman.journal import ACTIVE_STATES, RunState
-from ocrtrain.web.app import get_ctx
+from ocrtrain.procman import ACTIVE_STATES, RunState, UsageError
+from ocrtrain.web.context import get_ctx
 from ocrtrain.web.monitor_bridge import MonitorUnavailable
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""Startup check: runs the journal calls active whose supervisor and watchdog are both gone
-(a reboot, an OOM kill of both) are closed as `lost`, so the journal never lies for long."""
+"""Whether a run's supervisor and watchdog live, and the startup check built on it: runs the
+journal calls active whose supervisor and watchdog are both gone (a reboot, an OOM kill of
+both) are closed as `lost`, so the journal never lies for long."""
 
 from __future__ import annotations
 

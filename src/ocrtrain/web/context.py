@@ -1,0 +1,119 @@
+"""What the web UI's routes share: its settings, the per-app context and where its page lives.
+
+A module of its own so that the routes and the app factory both import it, and the routes
+never import the app that includes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Request
+
+import ocrtrain
+from ocrtrain.procman import CONFIG_DIR_ENV, TRAIN_SCRIPT_ENV, Journal, reconcile
+from ocrtrain.web.hydra_form import ConfigTree
+from ocrtrain.web.monitor_bridge import MonitorBridge
+from ocrtrain.web.security import is_loopback
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_S = 30.0
+RECONCILE_EVERY_S = 5.0
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def _repo_root() -> Path:
+    """The checkout holding `configs/` and `runners/` (an editable install's src/..)."""
+    return Path(ocrtrain.__file__).resolve().parents[2]
+
+
+def default_config_dir() -> Path:
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    for base in (_repo_root(), Path.cwd()):
+        if (base / "configs" / "train.yaml").is_file():
+            return base / "configs"
+    return _repo_root() / "configs"
+
+
+def default_train_script() -> Path:
+    env = os.environ.get(TRAIN_SCRIPT_ENV)
+    if env:
+        return Path(env).expanduser()
+    for base in (_repo_root(), Path.cwd()):
+        if (base / "runners" / "train.py").is_file():
+            return base / "runners" / "train.py"
+    return _repo_root() / "runners" / "train.py"
+
+
+@dataclass
+class WebSettings:
+    """What a UI server serves. Paths default to the checkout's `configs/`, `runners/train.py`.
+
+    Attributes:
+        home: `$OCRTRAIN_HOME` override (the journal's folder).
+        config_dir: the Hydra config tree the form is generated from.
+        train_script: the only program the UI launches (`python SCRIPT overrides...`).
+        python: the interpreter that runs it.
+        run_cwd: working directory of launched runs (relative output paths land there).
+        host: the address the server binds to; beyond loopback a token is mandatory.
+        token: the access token (None: no token check; only allowed on loopback).
+        grace: seconds between SIGTERM and SIGKILL when a run launched here is stopped.
+    """
+
+    home: Path | None = None
+    config_dir: Path = field(default_factory=default_config_dir)
+    train_script: Path = field(default_factory=default_train_script)
+    python: str = sys.executable
+    run_cwd: Path = field(default_factory=Path.cwd)
+    host: str = "127.0.0.1"
+    token: str | None = None
+    grace: float = DEFAULT_GRACE_S
+
+    def __post_init__(self) -> None:
+        if self.token is None and not is_loopback(self.host):
+            raise ValueError(f"binding to {self.host} requires a token")
+        self.config_dir = Path(self.config_dir).resolve()
+        self.train_script = Path(self.train_script).resolve()
+        self.run_cwd = Path(self.run_cwd).resolve()
+
+
+class WebContext:
+    """Per-app state shared by the routes (all of it recomputable from disk)."""
+
+    def __init__(self, settings: WebSettings) -> None:
+        self.settings = settings
+        self.journal = Journal(settings.home)
+        self.tree = ConfigTree(settings.config_dir)
+        self.monitor = MonitorBridge(self.journal)
+        self.started_at = time.time()
+        self._reconcile_lock = threading.Lock()
+        self._reconciled_at = 0.0
+
+    def reconcile(self, force: bool = False) -> None:
+        """Close runs whose supervisor and watchdog are gone (throttled)."""
+        now = time.monotonic()
+        if not force and now - self._reconciled_at < RECONCILE_EVERY_S:
+            return
+        if not self._reconcile_lock.acquire(blocking=False):
+            return
+        try:
+            self._reconciled_at = now
+            for run in reconcile(self.journal):
+                log.warning("run %s had lost its supervisor; marked lost", run.id)
+        finally:
+            self._reconcile_lock.release()
+
+
+def get_ctx(request: Request) -> WebContext:
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, WebContext)
+    return ctx

@@ -1,0 +1,39 @@
+"""`ocrtrain.procman` is the core's one public face: every name it exports resolves, lazily."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import ocrtrain.procman as face
+
+
+def test_every_exported_name_resolves_to_its_home() -> None:
+    assert set(face.__all__) == set(face._HOME)
+    for name in face.__all__:
+        home = importlib.import_module(f"ocrtrain.procman.{face._HOME[name]}")
+        assert getattr(face, name) is getattr(home, name), name
+
+
+def test_no_exported_name_is_also_a_submodule() -> None:
+    # Importing a submodule sets the package attribute of that name, hiding an export.
+    submodules = {m.name for m in pkgutil.iter_modules(face.__path__)}
+    assert not submodules & set(face.__all__)
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        _ = face.NoSuchThing  # type: ignore[attr-defined]
+
+
+def test_the_face_loads_only_what_is_used() -> None:
+    code = (
+        "import sys; from ocrtrain.procman import Journal, ProcessTable; "
+        "print('ocrtrain.procman.supervisor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
