@@ -19,6 +19,7 @@ from helpers import (
     wait_until,
     workload_cmd,
 )
+from ocrtrain.procman.home import network_filesystem
 from ocrtrain.procman.journal import Journal, RunState
 
 
@@ -174,3 +175,31 @@ def test_doctor_reports_tiers() -> None:
     tiers = {t["name"]: t for t in json.loads(out.stdout)["tiers"]}
     assert {"session", "subreaper", "pdeathsig", "pidfd", "cgroup v2", "watchdog"} <= set(tiers)
     assert tiers["subreaper"]["active"]
+
+
+MOUNTINFO = """\
+22 1 252:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 22 0:41 / /mnt/team rw,relatime shared:20 - nfs4 srv:/export rw,vers=4.2
+41 40 0:42 / /mnt/team/local\\040disk rw,relatime shared:21 - ext4 /dev/vdb rw
+42 22 0:43 / /mnt/wsl rw - 9p drvfs rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/home/u/state", None),
+        ("/mnt/team/u/state", "nfs4"),
+        ("/mnt/team", "nfs4"),
+        ("/mnt/team/local disk/state", None),  # a local disk mounted inside the share
+        ("/mnt/teamwork/state", None),  # a prefix of the name is not the mount point
+        ("/mnt/wsl/c/state", "9p"),
+    ],
+)
+def test_network_filesystem_is_told_from_mountinfo(path: str, expected: str | None) -> None:
+    assert network_filesystem(Path(path), MOUNTINFO) == expected
+
+
+def test_local_home_is_not_a_network_filesystem(ocrtrain_home: Path) -> None:
+    assert network_filesystem(Path(ocrtrain_home)) is None
+    assert network_filesystem(Path(ocrtrain_home) / "not" / "yet") is None
