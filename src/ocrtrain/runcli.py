@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.dist.launch import agent_argv
 from ocrtrain.monitor.startup import open_journal
 from ocrtrain.procman import doctor as doctor_mod
 from ocrtrain.procman.api import RunHandle, request_stop, run_foreground, start
@@ -80,7 +81,7 @@ def _spec_from_args(args: argparse.Namespace) -> RunSpec:
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be at least 1, got {args.max_runs}")
     return RunSpec(
-        argv=tuple(cmd),
+        argv=tuple(agent_argv(cmd)),  # torchrun: as ocrtrain's agent (SIGUSR1 to the ranks)
         name=args.name,
         grace=parse_seconds(args.grace, "grace"),
         detach=args.detach,
