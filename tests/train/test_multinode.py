@@ -5,6 +5,9 @@ c10d rendezvous (gloo on CPU)."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -13,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, alive, kill_all, ocrtrain
+from helpers import REPO, alive, kill_all, ocrtrain, wait_until
 from ocrtrain.dist.env import Launcher, job_shape
 from ocrtrain.dist.launch import agent_argv, torchrun_argv
 from ocrtrain.procman.errors import UsageError
-from train.conftest import descendants
+from train.conftest import descendants, last_metric_step
 
 SMALL = [
     "debug=smoke",
@@ -195,3 +198,101 @@ def test_a_rank_that_cannot_see_the_checkpoint_folder_stops_the_job(
     assert not (outputs / "hidden" / "runs").exists() or not any(
         (outputs / "hidden" / "runs").iterdir()
     )
+
+
+def ckpt_step(path: Path) -> int | None:
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    except (OSError, EOFError, RuntimeError):
+        return None
+
+
+LONG = [
+    *SMALL,
+    "data.train.batches_per_epoch=1000",  # no epoch end: last.ckpt only from the signals
+    "callbacks.checkpoint.every_n_train_steps=100000",
+    "trainer.max_epochs=1000",
+]
+
+
+@pytest.mark.slow
+def test_sigusr1_on_one_node_saves_every_rank_and_sigterm_on_the_other_stops_them(
+    nodes: list[Node], tmp_path: Path
+) -> None:
+    outputs = tmp_path / "outputs"
+    start_two(nodes, [*LONG, f"paths.outputs_root={outputs}", "experiment_name=sig"])
+    a, b = nodes
+    metrics = lambda: next(outputs.glob("sig/runs/*/metrics.jsonl"), None)  # noqa: E731
+    wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=200, interval=0.1)
+    last = outputs / "sig" / "checkpoints" / "last.ckpt"
+    assert not last.exists()
+    b.proc.send_signal(signal.SIGUSR1)  # node B's supervisor -> its agent -> its rank
+    saved = wait_until(lambda: ckpt_step(last), timeout=60, interval=0.1, what="the save")
+    wait_until(
+        lambda: last_metric_step(metrics()) >= saved + 2, timeout=60, interval=0.1, what="more"
+    )
+    assert a.proc.poll() is None and b.proc.poll() is None, "SIGUSR1 ended a node"
+    a.proc.send_signal(signal.SIGTERM)  # node A only
+    results = [node.wait(timeout=60) for node in nodes]
+    assert [rc for rc, _ in results] == [143, 143], results
+    out = "".join(o for _, o in results)
+    assert out.count(f"checkpoints/last.ckpt at step {saved}") == 1, out  # the USR1 save
+    (stopped,) = re.findall(r"stopped by SIGTERM at step (\d+)", out)  # rank 0 alone says it
+    assert ckpt_step(last) == int(stopped) > saved
+    assert out.count("callbacks: saved ") == 2, out  # one save each, by all ranks together
+    for node in nodes:
+        wait_until(lambda n=node: not alive(n.seen), timeout=10, what="no process left")
+
+
+@pytest.mark.slow
+def test_slurm_requeue_saves_requeues_once_and_the_requeued_job_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs, log = tmp_path / "outputs", tmp_path / "scontrol.log"
+    bin_dir = REPO / "tests" / "fixtures" / "bin"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SCONTROL_LOG": str(log),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "train",
+        "SLURM_NTASKS": "2",
+        "SLURM_NNODES": "1",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
+    run = [*LONG, f"paths.outputs_root={outputs}", "experiment_name=slurm", "resume=auto"]
+    cmd = ["srun", sys.executable, str(REPO / "runners" / "train.py"), *run]
+    srun = subprocess.Popen(
+        [*cmd, "slurm.requeue=true"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    seen: set[int] = set()
+    try:
+        metrics = lambda: next(outputs.glob("slurm/runs/*/metrics.jsonl"), None)  # noqa: E731
+        wait_until(lambda: metrics() and last_metric_step(metrics()) >= 2, timeout=200)
+        seen.update(descendants(srun.pid))
+        task = int(Path(f"/proc/{srun.pid}/task/{srun.pid}/children").read_text().split()[1])
+        os.kill(task, signal.SIGUSR1)  # one task's supervisor, as sbatch --signal would
+        out, _ = srun.communicate(timeout=60)
+    finally:
+        if srun.poll() is None:
+            kill_all([srun.pid, *descendants(srun.pid)])
+            srun.communicate()
+    assert srun.returncode == 128 + signal.SIGUSR1, out
+    assert log.read_text().splitlines() == ["requeue 4242"]  # rank 0 alone
+    saved = ckpt_step(outputs / "slurm" / "checkpoints" / "last.ckpt")
+    assert saved is not None and f"at step {saved}" in out
+    wait_until(lambda: not alive(seen), timeout=10, what="no process left")
+
+    again = subprocess.run(
+        [*cmd, f"trainer.max_steps={saved + 2}", "test_after_fit=false"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming from" in again.stdout + again.stderr
+    assert ckpt_step(outputs / "slurm" / "checkpoints" / "last.ckpt") == saved + 2
+    assert log.read_text().splitlines() == ["requeue 4242"]

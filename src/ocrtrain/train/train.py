@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -103,6 +104,18 @@ def _job_trainer_args(shape: Any, cfg: Any) -> dict[str, Any]:
         cluster_environment=cluster, timeout=timedelta(seconds=float(cfg.dist.timeout_s))
     )
     return {"devices": shape.local_world_size, "num_nodes": shape.num_nodes, "strategy": strategy}
+
+
+def _requeue_job(cfg: Any, shape: Any) -> str | None:
+    """The SLURM job that SIGUSR1 requeues (slurm.requeue=true under srun), else None."""
+    if not cfg.slurm.get("requeue"):
+        return None
+    from ocrtrain.dist.env import Launcher, slurm_job_id
+
+    job_id = slurm_job_id(os.environ)
+    if shape is None or shape.launcher is not Launcher.SLURM or not job_id:
+        raise ConfigError("slurm.requeue=true needs a SLURM job: start training with srun")
+    return job_id
 
 
 def _missing_dirs(folders: Sequence[Path]) -> list[Path]:
@@ -267,6 +280,7 @@ def train(cfg: Any) -> TrainResult:
 
     signals = next((c for c in callbacks if isinstance(c, GracefulSignals)), None)
     if signals is not None:
+        signals.requeue_job = _requeue_job(cfg, shape)
         signals.install()
     result = TrainResult(0, output_dir, ckpt_dir)
     try:
@@ -291,6 +305,8 @@ def train(cfg: Any) -> TrainResult:
     except TrainingInterrupted as exc:
         if rank_zero:
             log.warning("%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, ckpt_dir)
+        if exc.signum == signal.SIGUSR1 and rank_zero:
+            log.warning("the requeued job goes on from there with resume=auto")
         result.exit_code = 128 + exc.signum
     finally:
         if signals is not None:
@@ -300,7 +316,8 @@ def train(cfg: Any) -> TrainResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Compose `configs/train.yaml` with `argv` overrides and train; returns the exit code."""
-    from ocrtrain.train.config import compose
+    from ocrtrain.dist.agent import record_exit
+    from ocrtrain.procman.stacks import register_stack_dump
     from ocrtrain.train.info import answer_without_training
 
     overrides = list(sys.argv[1:] if argv is None else argv)
@@ -311,6 +328,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         for name in ("lightning.pytorch", "lightning.fabric"):  # they print via their own handler
             logging.getLogger(name).propagate = False
+    register_stack_dump()  # `ocrtrain stack`: this process's and its workers' stacks
+    code = _train_main(overrides)
+    record_exit(code)  # for torchrun's agent (ocrtrain.dist.agent)
+    return code
+
+
+def _train_main(overrides: Sequence[str]) -> int:
+    from ocrtrain.train.config import compose
+
     try:
         cfg = compose(overrides)
         return train(cfg).exit_code
