@@ -7,12 +7,19 @@ torch is imported only after that.
 
 import sys
 
+from ocrtrain.dist.launch import launch_job
+from ocrtrain.procman.errors import UsageError
 from ocrtrain.procman.handoff import ensure_supervised
 from ocrtrain.train.info import answer_without_training
 
 code = answer_without_training(sys.argv[1:], "runners/train.py")
 if code is not None:
     sys.exit(code)
+try:
+    launch_job("train", sys.argv[1:], [__file__], grace=30)  # dist.nnodes=...: torchrun
+except UsageError as exc:
+    print(f"ERROR: {exc}", file=sys.stderr)
+    sys.exit(2)
 ensure_supervised("train", [__file__, *sys.argv[1:]], grace=30)
 
 from ocrtrain.train.train import main  # noqa: E402

@@ -1,8 +1,10 @@
-"""`ocrtrain run | runs | events | logs | stop | doctor`: the supervisor's command line."""
+"""`ocrtrain run | runs | events | logs | stop | stack | doctor`: the supervisor's command
+line."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -10,8 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.dist.launch import agent_argv
 from ocrtrain.monitor.startup import open_journal
 from ocrtrain.procman import doctor as doctor_mod
+from ocrtrain.procman import procfs, stacks
 from ocrtrain.procman.api import RunHandle, request_stop, run_foreground, start
 from ocrtrain.procman.errors import SpawnError, UsageError
 from ocrtrain.procman.journal import FINAL_STATES, EventRecord, RunRecord
@@ -66,6 +70,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the final record as JSON")
     p.set_defaults(func=cmd_stop)
 
+    p = subparsers.add_parser(
+        "stack",
+        help="print the Python stack of every process of a run (a hang's report)",
+        description="Ask each process of a running run for its Python stacks (all threads), "
+        "one at a time; the stacks also go into the run's log. Processes that are not "
+        "ocrtrain's Python (a shell, a C program) are listed without one.",
+    )
+    p.add_argument("run", help="run id, unique id prefix, or name")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.set_defaults(func=cmd_stack)
+
     p = subparsers.add_parser("doctor", help="which teardown tiers work on this machine, and why")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p.set_defaults(func=cmd_doctor)
@@ -80,7 +95,7 @@ def _spec_from_args(args: argparse.Namespace) -> RunSpec:
     if args.max_runs is not None and args.max_runs < 1:
         raise UsageError(f"--max-runs must be at least 1, got {args.max_runs}")
     return RunSpec(
-        argv=tuple(cmd),
+        argv=tuple(agent_argv(cmd)),  # torchrun: as ocrtrain's agent (SIGUSR1 to the ranks)
         name=args.name,
         grace=parse_seconds(args.grace, "grace"),
         detach=args.detach,
@@ -225,6 +240,28 @@ def cmd_stop(args: argparse.Namespace) -> int:
         print(json.dumps(rec.to_dict()))
     else:
         print(f"{rec.id}: {rec.state}" + (f" ({rec.reason})" if rec.reason else ""))
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    journal = open_journal()
+    run = journal.resolve(args.run)
+    if run.state in FINAL_STATES:
+        raise UsageError(f"run {run.id} has ended ({run.state}): it has no stacks to show")
+    table = procfs.scan()
+    pids = sorted(
+        (pid for pid, t in table.items() if t.run_id == run.id and t.stat.state != "Z"),
+        key=lambda pid: (table[pid].stat.start, pid),
+    )
+    dumps = stacks.collect(pids, Path(run.log_path), procfs.read_cmdline)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(d) for d in dumps], indent=1))
+        return 0
+    for d in dumps:
+        print(f"== pid {d.pid}: {' '.join(d.cmdline)[:120]}")
+        print(
+            d.text.rstrip("\n") if d.answered else "   (no Python stack: not an ocrtrain process)"
+        )
     return 0
 
 

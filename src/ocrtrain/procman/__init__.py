@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         members,
         run_scope,
     )
+    from ocrtrain.procman.netbytes import NetBytes, NicBytes, nic_bytes, process_bytes
     from ocrtrain.procman.outcomes import Outcome, ProcessOutcome
     from ocrtrain.procman.procfs import (
         CLOCK_TICKS,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
         start_epoch,
     )
     from ocrtrain.procman.spec import DEFAULT_GRACE_S, RunSpec, parse_seconds, parse_size
+    from ocrtrain.procman.stacks import StackDump, catches, register_stack_dump
     from ocrtrain.procman.teardown import KILL_WAIT_S, Teardown, TeardownResult
     from ocrtrain.procman.tojson import HIDDEN, to_json
 
@@ -128,7 +130,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "start_epoch",
     ),
     "liveness": ("reconcile", "supervisor_alive", "watchdog_alive"),
+    "netbytes": ("NetBytes", "NicBytes", "nic_bytes", "process_bytes"),
     "spec": ("DEFAULT_GRACE_S", "RunSpec", "parse_seconds", "parse_size"),
+    "stacks": ("StackDump", "catches", "register_stack_dump"),
     "teardown": ("KILL_WAIT_S", "Teardown", "TeardownResult"),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -156,6 +160,8 @@ __all__ = [
     "HomeError",
     "Journal",
     "Member",
+    "NetBytes",
+    "NicBytes",
     "OcrtrainError",
     "Outcome",
     "ProcStat",
@@ -171,24 +177,29 @@ __all__ = [
     "RunState",
     "SampleRecord",
     "SpawnError",
+    "StackDump",
     "Tagged",
     "Teardown",
     "TeardownResult",
     "UsageError",
     "boot_time",
     "by_run",
+    "catches",
     "current_run_id",
     "ensure_supervised",
     "env_tag",
     "is_alive",
     "members",
+    "nic_bytes",
     "parse_seconds",
     "parse_size",
+    "process_bytes",
     "read_cmdline",
     "read_environ",
     "read_stat",
     "read_uid",
     "reconcile",
+    "register_stack_dump",
     "request_stop",
     "run_foreground",
     "run_processes",

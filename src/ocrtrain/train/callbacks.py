@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -107,6 +108,10 @@ class GracefulSignals(Callback):
     In a distributed run the ranks agree after every training batch (one small all-reduce):
     a signal that reached any rank (the supervisor signals the trainer, rank 0) stops or
     saves all of them at the same step, as a checkpoint save is collective.
+
+    `requeue_job` (a SLURM job id, from `slurm.requeue=true`): after the save that SIGUSR1
+    asks for, global rank 0 runs `scontrol requeue JOB` and every rank exits 128+SIGUSR1.
+    Lightning's own SLURM requeue stays off, so one handler owns SIGUSR1.
     """
 
     STOP = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -117,6 +122,7 @@ class GracefulSignals(Callback):
         self.stop_signal: int | None = None
         self.save_requested = False
         self.saved_after_failure: int | None = None  # the step of a save made by on_exception
+        self.requeue_job: str | None = None
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -153,6 +159,27 @@ class GracefulSignals(Callback):
                     log.warning("saved %s at step %d", ckpt.last_path, trainer.global_step)
                 return
 
+    def _requeued(self, trainer: L.Trainer) -> bool:
+        """Rank 0 requeues the job; every rank learns whether it worked (if not, the run
+        goes on: its allocation ends it later, with the checkpoint just saved)."""
+        ok = True
+        if trainer.is_global_zero:
+            cmd = ["scontrol", "requeue", str(self.requeue_job)]
+            try:
+                done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
+                ok = done.returncode == 0
+                why = " ".join((done.stderr or done.stdout).split()) or f"exit {done.returncode}"
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                ok, why = False, str(exc)
+            if ok:
+                log.warning("requeued SLURM job %s: every rank exits", self.requeue_job)
+            else:
+                log.error("%s failed (%s): training goes on", " ".join(cmd), why)
+        if trainer.world_size > 1:
+            failed = torch.tensor([int(not ok)], device=trainer.strategy.root_device)
+            ok = not trainer.strategy.reduce(failed, reduce_op="sum").item()
+        return ok
+
     def _agreed(self, trainer: L.Trainer) -> tuple[int, bool]:
         """(stop signal or 0, save requested), the same on every rank."""
         stop, save = self.stop_signal or 0, self.save_requested
@@ -167,6 +194,8 @@ class GracefulSignals(Callback):
         if save and not stop:
             self.save_requested = False
             self._save(trainer)
+            if self.requeue_job is not None and self._requeued(trainer):
+                raise TrainingInterrupted(signal.SIGUSR1)
         if stop:
             self._save(trainer)
             raise TrainingInterrupted(stop)

@@ -56,6 +56,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ocrtrain.dist.launch import launch_job
     from ocrtrain.procman import ensure_supervised
     from ocrtrain.train.info import answer_without_training
 
@@ -64,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     code = answer_without_training([*asked, *overrides], "ocrtrain train")
     if code is not None:
         return code
+    launch_job("train", overrides, ["-m", "ocrtrain.train"], grace=30)  # dist.nnodes=...
     ensure_supervised("train", ["-m", "ocrtrain.train", *overrides], grace=30)
     from ocrtrain.train.train import main
 

@@ -6,9 +6,11 @@ code: 0, 2 for bad input (one `ERROR:` line, nothing written), 128+N when stoppe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -74,6 +76,57 @@ def _check_run_settings(cfg: Any) -> None:
             "trainer.max_epochs=-1 trains without end, but model.scheduler=onecycle needs a "
             "finite run: set trainer.max_epochs or trainer.max_steps, or model.scheduler=constant"
         )
+
+
+def _job_shape() -> Any:
+    """The job an external launcher (torchrun, srun) started this rank in, if any."""
+    from ocrtrain.dist.env import job_shape
+
+    try:
+        return job_shape()
+    except ValueError as exc:
+        raise ConfigError(f"cannot read the launcher's environment: {exc}") from exc
+
+
+def _job_trainer_args(shape: Any, cfg: Any) -> dict[str, Any]:
+    """The trainer's shape from the launcher's: no trainer.devices/num_nodes/strategy needed."""
+    from datetime import timedelta
+
+    from lightning.fabric.plugins.environments.slurm import SLURMEnvironment
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from ocrtrain.dist.env import Launcher
+
+    # Lightning's own SLURM requeue stays off: slurm.requeue (GracefulSignals) owns SIGUSR1.
+    cluster = SLURMEnvironment(auto_requeue=False) if shape.launcher is Launcher.SLURM else None
+    strategy = DDPStrategy(
+        cluster_environment=cluster, timeout=timedelta(seconds=float(cfg.dist.timeout_s))
+    )
+    return {"devices": shape.local_world_size, "num_nodes": shape.num_nodes, "strategy": strategy}
+
+
+def _requeue_job(cfg: Any, shape: Any) -> str | None:
+    """The SLURM job that SIGUSR1 requeues (slurm.requeue=true under srun), else None."""
+    if not cfg.slurm.get("requeue"):
+        return None
+    from ocrtrain.dist.env import Launcher, slurm_job_id
+
+    job_id = slurm_job_id(os.environ)
+    if shape is None or shape.launcher is not Launcher.SLURM or not job_id:
+        raise ConfigError("slurm.requeue=true needs a SLURM job: start training with srun")
+    return job_id
+
+
+def _missing_dirs(folders: Sequence[Path]) -> list[Path]:
+    """The folders (and parents) of `folders` that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    for folder in folders:
+        for d in (folder, *folder.parents):
+            if d.exists():
+                break
+            if d not in missing:
+                missing.append(d)
+    return sorted(missing, key=lambda d: len(d.parts), reverse=True)
 
 
 def _check_same_optimizer(ckpt: dict[str, Any], hparams: Mapping[str, Any], path: Path) -> None:
@@ -147,10 +200,16 @@ def train(cfg: Any) -> TrainResult:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # The checkpoint folder is per experiment by design (resume=auto finds it there).
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    shape = _job_shape()
     output_dir = _shared_output_dir(Path(cfg.paths.output_dir).resolve())
     rank_zero = rank_zero_only.rank == 0
     ckpt_dir = Path(cfg.paths.ckpt_dir).resolve()
-    ckpt_path = _resume_path(cfg, ckpt_dir)
+    ckpt_path = _resume_path(cfg, ckpt_dir) if shape is None or rank_zero else None
+    if shape is not None:  # ranks of torchrun or srun: one job, rank 0's decisions
+        from ocrtrain.dist import job
+
+        job.join(shape, str(cfg.trainer.accelerator), float(cfg.dist.timeout_s))
+        output_dir, ckpt_dir, ckpt_path = job.agree(shape, cfg, output_dir, ckpt_dir, ckpt_path)
 
     if cfg.get("torch_threads"):
         import torch
@@ -191,8 +250,10 @@ def train(cfg: Any) -> TrainResult:
         logger=False,
         enable_progress_bar=bar,
         default_root_dir=str(output_dir),
+        **(_job_trainer_args(shape, cfg) if shape is not None else {}),
     )
 
+    created = _missing_dirs([output_dir, ckpt_dir]) if rank_zero else []
     if rank_zero:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +262,15 @@ def train(cfg: Any) -> TrainResult:
             raise ConfigError(
                 f"cannot create the run's output folder under paths.outputs_root: {exc}"
             ) from exc
+    if shape is not None:
+        try:
+            job.check_shared_folder(shape, ckpt_dir)
+        except ConfigError:
+            for folder in created:  # nothing half-written: the job never started
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+    if rank_zero:
         OmegaConf.save(cfg, output_dir / "config.yaml")
         write_artifacts(output_dir, metrics_path, ckpt_dir)
         log.info("run output: %s", output_dir)
@@ -209,6 +279,7 @@ def train(cfg: Any) -> TrainResult:
 
     signals = next((c for c in callbacks if isinstance(c, GracefulSignals)), None)
     if signals is not None:
+        signals.requeue_job = _requeue_job(cfg, shape)
         signals.install()
     result = TrainResult(0, output_dir, ckpt_dir)
     try:
@@ -233,6 +304,8 @@ def train(cfg: Any) -> TrainResult:
     except TrainingInterrupted as exc:
         if rank_zero:
             log.warning("%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, ckpt_dir)
+        if exc.signum == signal.SIGUSR1 and rank_zero:
+            log.warning("the requeued job goes on from there with resume=auto")
         result.exit_code = 128 + exc.signum
     finally:
         if signals is not None:
@@ -242,7 +315,8 @@ def train(cfg: Any) -> TrainResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Compose `configs/train.yaml` with `argv` overrides and train; returns the exit code."""
-    from ocrtrain.train.config import compose
+    from ocrtrain.dist.agent import record_exit
+    from ocrtrain.procman import register_stack_dump
     from ocrtrain.train.info import answer_without_training
 
     overrides = list(sys.argv[1:] if argv is None else argv)
@@ -253,6 +327,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         for name in ("lightning.pytorch", "lightning.fabric"):  # they print via their own handler
             logging.getLogger(name).propagate = False
+    register_stack_dump()  # `ocrtrain stack`: this process's and its workers' stacks
+    code = _train_main(overrides)
+    record_exit(code)  # for torchrun's agent (ocrtrain.dist.agent)
+    return code
+
+
+def _train_main(overrides: Sequence[str]) -> int:
+    from ocrtrain.train.config import compose
+
     try:
         cfg = compose(overrides)
         return train(cfg).exit_code
