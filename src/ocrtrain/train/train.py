@@ -213,11 +213,12 @@ def train(cfg: Any) -> TrainResult:
         signals.install()
     result = TrainResult(0, output_dir, ckpt_dir)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        resume = str(ckpt_path) if ckpt_path else None
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if cfg.test_after_fit and "test" in datamodule.datasets:
             best = next((c.best_model_path for c in callbacks if getattr(c, "monitor", None)), "")
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if signals is not None and signals.stop_signal is not None:
             raise TrainingInterrupted(signals.stop_signal)
