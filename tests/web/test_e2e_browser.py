@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from web_helpers import (
     CHROMIUM,
@@ -79,7 +78,7 @@ def run_id_from(page: Any) -> str:
 
 def build_command(page: Any, server: UIServer, field: str, value: str) -> None:
     """Open the page, choose the debug=smoke preset, change one field, check the preview."""
-    page.goto(server.url + "/")
+    page.goto(server.page_url("/"))
     page.wait_for_selector("#group-debug option[value=smoke]", state="attached")
     page.select_option("#group-debug", "smoke")
     page.wait_for_function(
@@ -163,7 +162,7 @@ def test_sigkill_ui_then_stop_from_new_page(
     page2 = browser.new_page()
     try:
         page2.set_default_timeout(30_000)
-        page2.goto(second.url + "/")
+        page2.goto(second.page_url("/"))
         row = page2.wait_for_selector(f'#runs-table tr[data-id="{run_id}"]')
         assert "running" in row.inner_text()
         row.click()
@@ -193,7 +192,7 @@ def test_orphan_highlighted_and_cleaned_up_after_dry_run(
     )
     try:
         server = make_server()
-        page.goto(server.url + "/#/processes")
+        page.goto(server.page_url("/#/processes"))
         block = f'.ps-run[data-run="{orphan_run}"]'
         page.wait_for_selector(f"{block} tr.orphan")
         page.wait_for_selector("#orphan-badge:not(.hidden)")
@@ -237,7 +236,7 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
             "the first run to finish",
             interval=0.5,
         )
-    page.goto(server.url + f"/#/run/{done}")
+    page.goto(server.page_url(f"/#/run/{done}"))
     page.wait_for_selector("#run-state.succeeded")
     page.wait_for_function("document.querySelector('#log-status').textContent.includes('ended')")
     page.wait_for_function(
@@ -265,13 +264,13 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / "run-live.png"))
 
-    page.goto(server.url + "/#/processes")
+    page.goto(server.page_url("/#/processes"))
     page.wait_for_selector(f'#ps-runs a[href="#/run/{run_id}"]')
     page.click("#btn-cleanup")
     page.wait_for_selector("#cleanup-box:not(.hidden)")
     page.screenshot(path=str(SCREENSHOTS / "processes.png"))
 
-    page.goto(server.url + f"/#/run/{run_id}")
+    page.goto(server.page_url(f"/#/run/{run_id}"))
     page.wait_for_selector("#run-state.running")
     page.click("#btn-stop")
     page.wait_for_selector("#stop-countdown:not(.hidden), #run-state.stopped")
@@ -279,7 +278,7 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
         page.screenshot(path=str(SCREENSHOTS / "run-stopping.png"))
     page.wait_for_selector("#run-state.stopped", timeout=60_000)
     page.screenshot(path=str(SCREENSHOTS / "run-stopped.png"))
-    with httpx.Client(base_url=server.url) as c:
+    with server.client() as c:
         assert c.get(f"/api/runs/{run_id}").json()["run"]["state"] == "stopped"
     wait_for(lambda: not run_pids(run_id), 30, "the run to end")
     assert all(Path(SCREENSHOTS / n).stat().st_size > 10_000 for n in ("processes.png",))

@@ -7,6 +7,7 @@ server therefore never touches a run, and a new server shows (and controls) ever
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -14,11 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 
 import ocrtrain
-from ocrtrain.procman.journal import Journal
+from ocrtrain.procman.journal import Journal, RunRecord
 from ocrtrain.procman.reconcile import reconcile
 from ocrtrain.web.hydra_form import ConfigTree
 from ocrtrain.web.monitor_bridge import MonitorBridge
@@ -29,7 +31,9 @@ log = logging.getLogger(__name__)
 CONFIG_DIR_ENV = "OCRTRAIN_CONFIG_DIR"
 TRAIN_SCRIPT_ENV = "OCRTRAIN_TRAIN_SCRIPT"
 DEFAULT_GRACE_S = 30.0
+DEFAULT_MAX_RUNS = 2
 RECONCILE_EVERY_S = 5.0
+MAX_RESUMABLE_RUNS = 1000  # newest runs whose checkpoints `resume=PATH` may name
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
@@ -71,6 +75,7 @@ class WebSettings:
         host: the address the server binds to; beyond loopback a token is mandatory.
         token: the access token (None: no token check; only allowed on loopback).
         grace: seconds between SIGTERM and SIGKILL when a run launched here is stopped.
+        max_runs: most runs of the journal active at once; launches beyond are refused.
     """
 
     home: Path | None = None
@@ -81,6 +86,7 @@ class WebSettings:
     host: str = "127.0.0.1"
     token: str | None = None
     grace: float = DEFAULT_GRACE_S
+    max_runs: int = DEFAULT_MAX_RUNS
 
     def __post_init__(self) -> None:
         if self.token is None and not is_loopback(self.host):
@@ -96,11 +102,21 @@ class WebContext:
     def __init__(self, settings: WebSettings) -> None:
         self.settings = settings
         self.journal = Journal(settings.home)
-        self.tree = ConfigTree(settings.config_dir)
+        self.tree = ConfigTree(settings.config_dir, settings.run_cwd, self.checkpoint_dirs)
         self.monitor = MonitorBridge(self.journal)
         self.started_at = time.time()
         self._reconcile_lock = threading.Lock()
+        self.launch_lock = threading.Lock()  # the active-run count and a start, as one step
         self._reconciled_at = 0.0
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """The checkpoint folders the journal's runs wrote (what `resume=PATH` may name)."""
+        out = []
+        for rec in self.journal.list_runs(limit=MAX_RESUMABLE_RUNS):
+            art = read_artifacts(rec)
+            if art is not None and isinstance(art.get("checkpoints"), str):
+                out.append(Path(art["checkpoints"]))
+        return out
 
     def reconcile(self, force: bool = False) -> None:
         """Close runs whose supervisor and watchdog are gone (throttled)."""
@@ -115,6 +131,16 @@ class WebContext:
                 log.warning("run %s had lost its supervisor; marked lost", run.id)
         finally:
             self._reconcile_lock.release()
+
+
+def read_artifacts(rec: RunRecord) -> dict[str, Any] | None:
+    """The run's `artifacts.json` (where its trainer wrote outputs), None if absent or bad."""
+    path = Path(rec.run_dir) / "artifacts.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def get_ctx(request: Request) -> WebContext:
@@ -140,6 +166,21 @@ def _add_offline_docs(app: FastAPI) -> None:
         )
 
 
+def _add_validation_handler(app: FastAPI) -> None:
+    """422 for any invalid request, whatever it held: FastAPI's own handler echoes the input,
+    and an input such as 1e999 (inf) then fails to render as JSON (a 500)."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the FastAPI app (API under /api, docs at /docs, page at /, metrics at /metrics)."""
     from fastapi.staticfiles import StaticFiles
@@ -161,6 +202,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.include_router(config_routes.router)
     app.include_router(pages.router)
     _add_offline_docs(app)
+    _add_validation_handler(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
         SecurityMiddleware, token=settings.token, loopback=is_loopback(settings.host)
