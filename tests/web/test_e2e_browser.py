@@ -50,7 +50,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    # The server's CSP forbids eval, which Playwright's string predicates (wait_for_function)
+    # use; test_page_runs_under_its_csp loads the page with the CSP enforced.
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     errors: list[str] = []
@@ -58,6 +60,26 @@ def page(browser: Any) -> Iterator[Any]:
     yield pg
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_page_runs_under_its_csp(server: UIServer, browser: Any) -> None:
+    """The page logs in with the printed URL and builds its form with the server's CSP and
+    frame headers enforced: its own scripts need nothing the policy forbids."""
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        problems: list[str] = []
+        pg.on("pageerror", lambda exc: problems.append(str(exc)))
+        pg.on(
+            "console",
+            lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        pg.goto(server.page_url("/"))
+        assert pg.url == server.url + "/"  # the token traded for the cookie, out of the URL
+        pg.wait_for_selector("#group-debug option[value=smoke]", state="attached")
+        assert not problems, problems
+    finally:
+        context.close()
 
 
 def real_trainer_ready() -> bool:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ocrtrain.procman.journal import Journal
 
 ORPHAN = "orphan"
+OTHER_USER = "other-user"  # tagged with a run this journal does not know, owned by another uid
 STALE = "stale"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -223,6 +224,11 @@ def _alive(table: dict[int, procfs.Tagged], pid: int | None, start: int | None) 
         return False
     t = table.get(pid)
     return t is not None and t.stat.start == start and t.stat.state not in ("Z", "X")
+
+
+def other_user(uid: int | None) -> bool:
+    """Whether a process is not this user's (an unreadable owner counts as another's)."""
+    return uid is None or uid != os.geteuid()
 
 
 def cgroup_pids(path: str | None) -> set[int]:
@@ -483,6 +489,9 @@ def build_run_view(
     def view(st: procfs.ProcStat, role_: str, flags: tuple[str, ...], how: str) -> ProcessView:
         info = infos.get(st.pid)
         cmd = list(info.cmdline) if info is not None else procfs.read_cmdline(st.pid)
+        uid = procfs.read_uid(st.pid)
+        if rec is None and other_user(uid):
+            flags = (*flags, OTHER_USER)  # cleanup leaves it alone without --all-users
         return _process_view(
             st,
             role_,
@@ -493,7 +502,7 @@ def build_run_view(
             previous=previous,
             gpu=gpu,
             cmdline=cmd,
-            uid=procfs.read_uid(st.pid),
+            uid=uid,
         )
 
     if group.supervisor is not None:

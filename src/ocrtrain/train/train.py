@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.hydra_checks import folder_name_problem
 from ocrtrain.procman.errors import UsageError
 from ocrtrain.train.errors import CheckpointError, ConfigError, RunFailed
 
@@ -69,6 +70,9 @@ def _check_run_settings(cfg: Any) -> None:
         raise ConfigError(f"seed must be between 0 and {SEED_MAX}, not {seed}")
     if not str(cfg.get("experiment_name") or "").strip():
         raise ConfigError("experiment_name must not be empty (it names the checkpoint folder)")
+    problem = folder_name_problem("experiment_name", cfg.experiment_name)
+    if problem:
+        raise ConfigError(problem)
     endless = cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) in (-1, None)
     if endless and cfg.model.get("scheduler") == "onecycle":
         raise ConfigError(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ocrtrain.hydra_checks import is_hydra_setting, type_ok
+from ocrtrain.hydra_checks import folder_name_problem, is_hydra_setting, type_ok
 
 # Written paths: every leaf of `paths`, and these leaves of any callback.
 OUTPUT_KEYS = ("dirpath", "path")
@@ -178,9 +178,9 @@ def check_outputs(config: Mapping[str, Any], root: Path, cwd: Path) -> None:
     Raises:
         GuardError: the first path outside `root`, or a name with '/' or '..'.
     """
-    name = config.get("experiment_name")
-    if isinstance(name, str) and ("/" in name or "\\" in name or name in (".", "..")):
-        raise GuardError(f"experiment_name {name!r} must be a plain folder name (no '/', '..')")
+    problem = folder_name_problem("experiment_name", config.get("experiment_name", ""))
+    if problem:
+        raise GuardError(problem)
     root = root.resolve()
     for key, value in output_paths(config):
         path = (cwd / Path(value).expanduser()).resolve()
