@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +28,8 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
+TOKEN = secrets.token_urlsafe(16)  # the UI wants a token on loopback too
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 PRINTER = r"""
 import sys, time
@@ -87,7 +90,7 @@ class LogReader(threading.Thread):
     def run(self) -> None:
         try:
             with (
-                httpx.Client(timeout=httpx.Timeout(30, read=60)) as c,
+                httpx.Client(headers=AUTH, timeout=httpx.Timeout(30, read=60)) as c,
                 c.stream("GET", self.url) as resp,
             ):
                 event = None
@@ -136,6 +139,7 @@ def main() -> int:
         with open(home / "server.log", "wb") as log:
             server = subprocess.Popen(
                 [sys.executable, "-m", "ocrtrain", "ui", "--port", str(port)],
+                env=dict(os.environ, OCRTRAIN_UI_TOKEN=TOKEN),
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
@@ -144,7 +148,7 @@ def main() -> int:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/api/health", timeout=2).is_success:
+                if httpx.get(f"{url}/api/health", headers=AUTH, timeout=2).is_success:
                     break
             except httpx.HTTPError:
                 pass
@@ -171,7 +175,7 @@ def main() -> int:
         t0 = time.monotonic()
         next_rss = t0
         i = 0
-        with httpx.Client(base_url=url, timeout=30) as c:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
             while time.monotonic() - t0 < seconds:
                 ep = endpoints[i % len(endpoints)]
                 i += 1

@@ -19,6 +19,15 @@ def is_hydra_setting(override: str) -> bool:
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))
 
 
+def folder_name_problem(key: str, name: object) -> str | None:
+    """Why `name` cannot name one folder under the outputs root (None: it can): a '/' or '..'
+    would put a run's outputs elsewhere."""
+    text = str(name)
+    if "/" in text or "\\" in text or text in (".", ".."):
+        return f"{key} {text!r} must be a plain folder name (no '/', no '..')"
+    return None
+
+
 def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     """Flatten a nested mapping to `{"a.b.c": value}`."""
     out: dict[str, Any] = {}

@@ -180,7 +180,7 @@ def test_run_must_exist(journal: Journal) -> None:
     assert out.returncode == 2 and out.stderr.startswith("ERROR:")
 
 
-@pytest.mark.parametrize("bad", [["--stale", "--all"], ["--grace", "-1"], ["--all-users"]])
+@pytest.mark.parametrize("bad", [["--stale", "--all"], ["--grace", "-1"]])
 def test_usage_errors(bad: list[str]) -> None:
     out = ocrtrain("cleanup", "--dry-run", *bad)
     assert out.returncode == 2, out.stdout + out.stderr

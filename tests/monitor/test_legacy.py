@@ -163,3 +163,27 @@ def test_all_users_needs_root(workdir: Path, other_user: str) -> None:
     )
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.startswith("ERROR:") and "root" in out.stderr
+
+
+def test_match_checks_the_executable_not_just_argv0(workdir: Path, procs) -> None:  # type: ignore[no-untyped-def]
+    """A process may name itself `python3 runners/train.py`: only a Python executable
+    (/proc/PID/exe) running the script is matched."""
+    env = _env(workdir)
+    trainer = subprocess.Popen([sys.executable, "runners/train.py"], cwd=workdir, env=env)
+    # `tail -f runners/train.py`, showing itself as `python3 -f runners/train.py`.
+    decoy = subprocess.Popen(
+        ["python3", "-f", "runners/train.py"], executable="/usr/bin/tail", cwd=workdir, env=env
+    )
+    procs.add(identity(trainer.pid), identity(decoy.pid))
+    try:
+        wait_until(lambda: any((workdir / "ready").glob("r.*")), 10, "the trainer to start")
+        argv = Path(f"/proc/{decoy.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        assert script_of(argv) == "runners/train.py"  # its argv alone would match
+        out = ocrtrain("ps", "--json", "--match", str(workdir / "runners/train.py"))
+        assert out.returncode == 0, out.stderr
+        listed = {p["pid"] for p in json.loads(out.stdout)["legacy"]}
+        assert trainer.pid in listed and decoy.pid not in listed
+    finally:
+        for p in (trainer, decoy):
+            p.kill()
+            p.wait()

@@ -308,6 +308,7 @@ def _errors(out: str) -> list[str]:
         (["trainer.max_epochs=-1"], "needs a finite run"),
         (["seed=-1"], "seed must be between 0 and"),
         (["experiment_name="], "experiment_name must not be empty"),
+        (["experiment_name=../../escaped"], "must be a plain folder name"),
         (["callbacks.time_budget.seconds=0"], "time_budget.seconds must be above 0"),
     ],
 )

@@ -47,7 +47,7 @@ def test_health_page_docs(server: UIServer) -> None:
     with server.client() as c:
         health = c.get("/api/health").json()
         assert health["ok"] and health["config_ok"] and health["train_script_ok"]
-        assert health["token_required"] is False
+        assert health["token_required"] is True
         page = c.get("/")
         assert page.status_code == 200 and "<title>ocrtrain</title>" in page.text
         assert "ocrtrain_csrf" in page.cookies
@@ -291,18 +291,37 @@ def test_token(make_server: Callable[..., UIServer]) -> None:
         assert anon.get("/api/runs").status_code == 200
 
 
-def test_non_loopback_generates_token(make_server: Callable[..., UIServer]) -> None:
-    server = make_server(host="0.0.0.0", token=None, extra_args=())
-    # The server printed its generated token once; without it nothing is served.
+def test_generated_token_on_loopback_too(make_server: Callable[..., UIServer]) -> None:
+    """Like Jupyter: a new token each start, saved 0600 under the home, printed only as the
+    ready-to-open URL, never in the server's argv."""
+    server = make_server(auth="generated")
+    saved = server.home / "ui-token"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    token = saved.read_text().strip()
+    assert token == server.token and len(token) >= 32
     with httpx.Client(base_url=server.url, timeout=30) as anon:
         assert anon.get("/api/health").status_code == 401
-        log = server.log()
-        m = re.search(r"access token \(shown once\): (\S+)", log)
-        assert m, log
-        token = m.group(1)
-        assert log.count(token) == 2  # the token line and the URL line
         r = anon.get("/api/health", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json()["token_required"] is True
+    log = server.log()
+    assert f"http://127.0.0.1:{server.port}/?token={token}" in log
+    assert log.count(token) == 1, log
+    assert token.encode() not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
+
+
+def test_token_file_is_not_echoed(make_server: Callable[..., UIServer]) -> None:
+    server = make_server(host="0.0.0.0")
+    assert server.token and server.token not in server.log()
+    assert server.token.encode() not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
+    with server.client() as c:
+        assert c.get("/api/health").json()["token_required"] is True
+
+
+def test_no_token_warns_loudly(make_server: Callable[..., UIServer]) -> None:
+    server = make_server(auth="none")
+    with httpx.Client(base_url=server.url, timeout=30) as anon:
+        assert anon.get("/api/health").json()["token_required"] is False
+    assert "WARNING: --no-token" in server.log() and "every local user" in server.log()
 
 
 def test_ui_restart_keeps_runs_controllable(make_server: Callable[..., UIServer]) -> None:
@@ -338,8 +357,22 @@ def test_cli_usage_errors() -> None:
         timeout=60,
         check=False,
     )
-    assert r.returncode == 0 and "--token" in r.stdout
+    assert r.returncode == 0 and "--token-file" in r.stdout and "--no-token" in r.stdout
     assert FAKE_CONFIGS.is_dir()
+    for argv, word in (
+        (["--no-token", "--host", "0.0.0.0"], "loopback only"),
+        (["--token-file", "/nonexistent/token"], "--token-file"),
+        (["--max-runs", "0"], "--max-runs"),
+        (["--token", "visible-in-ps"], "--token"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "ocrtrain", "ui", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert r.returncode == 2 and word in r.stderr, (argv, r.stderr)
 
 
 def test_sigterm_with_open_log_stream(make_server: Callable[..., UIServer]) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from web_helpers import (
     CHROMIUM,
@@ -51,7 +50,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    # The server's CSP forbids eval, which Playwright's string predicates (wait_for_function)
+    # use; test_page_runs_under_its_csp loads the page with the CSP enforced.
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     errors: list[str] = []
@@ -59,6 +60,26 @@ def page(browser: Any) -> Iterator[Any]:
     yield pg
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_page_runs_under_its_csp(server: UIServer, browser: Any) -> None:
+    """The page logs in with the printed URL and builds its form with the server's CSP and
+    frame headers enforced: its own scripts need nothing the policy forbids."""
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        problems: list[str] = []
+        pg.on("pageerror", lambda exc: problems.append(str(exc)))
+        pg.on(
+            "console",
+            lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        pg.goto(server.page_url("/"))
+        assert pg.url == server.url + "/"  # the token traded for the cookie, out of the URL
+        pg.wait_for_selector("#group-debug option[value=smoke]", state="attached")
+        assert not problems, problems
+    finally:
+        context.close()
 
 
 def real_trainer_ready() -> bool:
@@ -79,7 +100,7 @@ def run_id_from(page: Any) -> str:
 
 def build_command(page: Any, server: UIServer, field: str, value: str) -> None:
     """Open the page, choose the debug=smoke preset, change one field, check the preview."""
-    page.goto(server.url + "/")
+    page.goto(server.page_url("/"))
     page.wait_for_selector("#group-debug option[value=smoke]", state="attached")
     page.select_option("#group-debug", "smoke")
     page.wait_for_function(
@@ -163,7 +184,7 @@ def test_sigkill_ui_then_stop_from_new_page(
     page2 = browser.new_page()
     try:
         page2.set_default_timeout(30_000)
-        page2.goto(second.url + "/")
+        page2.goto(second.page_url("/"))
         row = page2.wait_for_selector(f'#runs-table tr[data-id="{run_id}"]')
         assert "running" in row.inner_text()
         row.click()
@@ -193,7 +214,7 @@ def test_orphan_highlighted_and_cleaned_up_after_dry_run(
     )
     try:
         server = make_server()
-        page.goto(server.url + "/#/processes")
+        page.goto(server.page_url("/#/processes"))
         block = f'.ps-run[data-run="{orphan_run}"]'
         page.wait_for_selector(f"{block} tr.orphan")
         page.wait_for_selector("#orphan-badge:not(.hidden)")
@@ -237,7 +258,7 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
             "the first run to finish",
             interval=0.5,
         )
-    page.goto(server.url + f"/#/run/{done}")
+    page.goto(server.page_url(f"/#/run/{done}"))
     page.wait_for_selector("#run-state.succeeded")
     page.wait_for_function("document.querySelector('#log-status').textContent.includes('ended')")
     page.wait_for_function(
@@ -265,13 +286,13 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / "run-live.png"))
 
-    page.goto(server.url + "/#/processes")
+    page.goto(server.page_url("/#/processes"))
     page.wait_for_selector(f'#ps-runs a[href="#/run/{run_id}"]')
     page.click("#btn-cleanup")
     page.wait_for_selector("#cleanup-box:not(.hidden)")
     page.screenshot(path=str(SCREENSHOTS / "processes.png"))
 
-    page.goto(server.url + f"/#/run/{run_id}")
+    page.goto(server.page_url(f"/#/run/{run_id}"))
     page.wait_for_selector("#run-state.running")
     page.click("#btn-stop")
     page.wait_for_selector("#stop-countdown:not(.hidden), #run-state.stopped")
@@ -279,7 +300,7 @@ def test_screenshots(make_server: Callable[..., UIServer], page: Any) -> None:
         page.screenshot(path=str(SCREENSHOTS / "run-stopping.png"))
     page.wait_for_selector("#run-state.stopped", timeout=60_000)
     page.screenshot(path=str(SCREENSHOTS / "run-stopped.png"))
-    with httpx.Client(base_url=server.url) as c:
+    with server.client() as c:
         assert c.get(f"/api/runs/{run_id}").json()["run"]["state"] == "stopped"
     wait_for(lambda: not run_pids(run_id), 30, "the run to end")
     assert all(Path(SCREENSHOTS / n).stat().st_size > 10_000 for n in ("processes.png",))

@@ -46,13 +46,15 @@ def test_format_value() -> None:
 
 
 def test_compose_and_schema_of_standin_config() -> None:
-    tree = ConfigTree(FAKE_CONFIGS)
+    tree = ConfigTree(FAKE_CONFIGS, Path.cwd())
     assert tree.groups() == ["data", "dataloaders", "debug", "model", "trainer"]
     cfg = tree.compose(["debug=smoke", "model=big", "trainer.lines_per_s=5"]).config
     assert cfg["trainer"]["max_steps"] == 40 and cfg["model"]["hidden"] == 256
     assert cfg["trainer"]["lines_per_s"] == 5  # an int is a valid float
     with pytest.raises(OverrideError, match="expected int, got True"):
-        tree.compose(["+x=1", "trainer.max_steps=true"])  # a bool is not an int either
+        tree.compose(["trainer.max_steps=true"])  # a bool is not an int either
+    with pytest.raises(OverrideError, match="no key 'x'"):
+        tree.compose(["+x=1"])
     with pytest.raises(OverrideError, match="expected int"):
         tree.compose(["trainer.max_steps=1.5"])
 

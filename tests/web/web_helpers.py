@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -94,15 +95,20 @@ class UIServer:
         grace: float = 5.0,
         host: str = "127.0.0.1",
         token: str | None = None,
+        auth: str = "file",
         extra_args: tuple[str, ...] = (),
     ) -> None:
+        """`auth`: "file" (`--token-file` holding `token`, a random one by default),
+        "generated" (the server makes one and saves it under the home) or "none" (--no-token).
+        """
         self.home = home
         self.workdir = workdir
         self.config_dir = config_dir
         self.train_script = train_script
         self.grace = grace
         self.host = host
-        self.token = token
+        self.auth = auth
+        self.token = (token or secrets.token_urlsafe(16)) if auth == "file" else None
         self.extra_args = extra_args
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -122,26 +128,33 @@ class UIServer:
         argv = [sys.executable, "-m", "ocrtrain", "ui", "--host", self.host]
         argv += ["--port", str(self.port), "--config-dir", str(self.config_dir)]
         argv += ["--train-script", str(self.train_script), "--grace", str(self.grace)]
-        if self.token:
-            argv += ["--token", self.token]
+        if self.auth == "file":
+            assert self.token is not None
+            token_file = self.workdir / f"token-{self.port}"
+            token_file.write_text(self.token + "\n")
+            token_file.chmod(0o600)
+            argv += ["--token-file", str(token_file)]
+        elif self.auth == "none":
+            argv.append("--no-token")
         argv += list(self.extra_args)
         env = dict(os.environ, OCRTRAIN_HOME=str(self.home), PYTHONUNBUFFERED="1")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, cwd=self.workdir, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
             )
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
         def healthy() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"ocrtrain ui exited {self.proc.returncode}:\n{self.log()}")
+            if self.auth == "generated":
+                saved = self.home / "ui-token"
+                self.token = saved.read_text().strip() if saved.exists() else None
             try:
-                r = httpx.get(f"{self.url}/api/health", headers=headers, timeout=2)
+                r = httpx.get(f"{self.url}/api/health", headers=self.auth_headers(), timeout=2)
             except httpx.HTTPError:
                 return False
-            # A server beyond loopback with a generated token answers 401 until given it.
-            return r.is_success or (r.status_code == 401 and self.host != "127.0.0.1")
+            return r.is_success
 
         wait_for(healthy, timeout, "the UI server to answer /api/health", interval=0.1)
         return self
@@ -152,8 +165,18 @@ class UIServer:
         except OSError:
             return ""
 
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def page_url(self, rest: str = "/") -> str:
+        """What a user opens: the printed URL (with the token, which the server trades for
+        its HttpOnly cookie), then `rest`'s fragment (`/#/processes`)."""
+        path, _, fragment = rest.partition("#")
+        query = f"?token={self.token}" if self.token else ""
+        return f"{self.url}{path or '/'}{query}" + (f"#{fragment}" if fragment else "")
+
     def client(self, **kw: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers = self.auth_headers()
         headers.update(kw.pop("headers", {}))
         return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kw)
 

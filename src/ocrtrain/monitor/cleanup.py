@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ocrtrain.monitor import roles
-from ocrtrain.monitor.snapshot import ORPHAN, STALE, RunView, collect
+from ocrtrain.monitor.snapshot import ORPHAN, OTHER_USER, STALE, ProcessView, RunView, collect
 from ocrtrain.procman import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -152,6 +152,13 @@ def _leftover_watchdog(run: RunView, ppid: int) -> bool:
     return not any("ocrtrain" in a for a in parent[:4])
 
 
+def selectable(p: ProcessView, all_users: bool) -> bool:
+    """Whether cleanup may pick this process: another user's process tagged with a run this
+    journal does not know is shown (flagged) but only ever ended with `--all-users` (root):
+    the tag is the process's own claim, and anyone can make it."""
+    return all_users or OTHER_USER not in p.flags
+
+
 def _resolve_run(journal: Journal, ref: str, runs: tuple[RunView, ...]) -> str:
     for r in runs:
         if r.id == ref:
@@ -176,11 +183,11 @@ def _live_run_items(run: RunView) -> list[CleanupItem]:
     return items
 
 
-def _orphan_items(run: RunView, include_live: bool) -> list[CleanupItem]:
+def _orphan_items(run: RunView, include_live: bool, all_users: bool) -> list[CleanupItem]:
     """A run without a live supervisor: its orphans, left-over watchdog and (`--all`) the rest."""
     items: list[CleanupItem] = []
     for p in run.members:
-        if ORPHAN in p.flags:
+        if ORPHAN in p.flags and selectable(p, all_users):
             reason = _orphan_reason(run, p.pid, p.ppid)
             items.append(CleanupItem(p.pid, p.start, run.id, reason, p.cmdline, p.role))
     if include_live and run.record is not None:
@@ -192,7 +199,11 @@ def _orphan_items(run: RunView, include_live: bool) -> list[CleanupItem]:
                 why = "live run (--all)"
                 items.append(CleanupItem(p.pid, p.start, run.id, why, p.cmdline, p.role))
     for p in run.processes:
-        if p.role == roles.WATCHDOG and _leftover_watchdog(run, p.ppid):
+        if (
+            p.role == roles.WATCHDOG
+            and selectable(p, all_users)
+            and _leftover_watchdog(run, p.ppid)
+        ):
             why = "orphan: watchdog of a run that has ended"
             items.append(CleanupItem(p.pid, p.start, run.id, why, p.cmdline, p.role))
     return items
@@ -215,11 +226,14 @@ def plan(
         include_live: also stop runs that are alive and well (`--all`).
         stale: close runs whose supervisor and processes are gone as `lost`.
         match: also end pre-ocrtrain processes whose interpreter + script path match.
-        all_users: with `match`, other users' processes too (root only).
+        all_users: other users' processes too (root only): orphans tagged with runs this
+            journal does not know, and `match` processes.
 
     Raises:
         UsageError: unknown run, `all_users` without root, empty `match`.
     """
+    if all_users and os.geteuid() != 0:
+        raise UsageError("--all-users needs root (only root may end other users' processes)")
     snap = collect(journal, match=match, all_users=all_users, gpu=False)
     wanted = _resolve_run(journal, run_id, snap.runs) if run_id is not None else None
     items: list[CleanupItem] = []
@@ -237,9 +251,9 @@ def plan(
             live_runs.append(run.id)
             items.extend(_live_run_items(run))
             continue
-        if any(ORPHAN in p.flags for p in run.members):
+        if any(ORPHAN in p.flags and selectable(p, all_users) for p in run.members):
             orphan_runs.append(run.id)
-        items.extend(_orphan_items(run, include_live))
+        items.extend(_orphan_items(run, include_live, all_users))
     if snap.legacy is not None and wanted is None:
         for lp in snap.legacy:
             why = f"--match {match}: {lp.cmdline.split(' ', 1)[0]} running {lp.script}"

@@ -65,7 +65,12 @@ def _add_match_arguments(p: argparse.ArgumentParser, verb: str) -> None:
         help=f"also {verb} pre-ocrtrain processes: python running a script whose path matches",
     )
     p.add_argument(
-        "--all-users", action="store_true", help="with --match: other users' processes (root)"
+        "--all-users",
+        action="store_true",
+        help=(
+            "other users' processes too (root only): their orphans of runs this journal "
+            "does not know, and --match ones"
+        ),
     )
 
 
@@ -89,8 +94,6 @@ def add_cleanup_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check_all_users(args: argparse.Namespace) -> None:
-    if args.all_users and not args.match:
-        raise UsageError("--all-users only applies with --match")
     if args.all_users and os.geteuid() != 0:
         raise UsageError("--all-users needs root (only root may see other users' processes)")
 

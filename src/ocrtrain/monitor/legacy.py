@@ -90,6 +90,16 @@ def script_of(argv: list[str]) -> str | None:
     return argv[i]
 
 
+def runs_python(pid: int) -> bool:
+    """Whether the process's executable (`/proc/PID/exe`) is a Python interpreter: its argv,
+    argv[0] included, is whatever the process chose to show."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False  # gone, or not ours to inspect: never matched
+    return bool(_PYTHON.match(posixpath.basename(exe.removesuffix(" (deleted)"))))
+
+
 def script_matches(script: str, pattern: str) -> bool:
     """Whether a script path matches a `--match` pattern (see the module docstring)."""
     norm = posixpath.normpath(script)
@@ -169,7 +179,7 @@ def find(  # noqa: PLR0912 - one early "no match" per way a command line fails t
         argv_of[pid] = argv
         uid_of[pid] = uid
         script = script_of(argv)
-        if script is not None and _matches(pid, script, pattern):
+        if script is not None and _matches(pid, script, pattern) and runs_python(pid):
             matched[pid] = (t.stat, script, argv)
     # multiprocessing spawn/forkserver children of a match are its workers.
     changed = True

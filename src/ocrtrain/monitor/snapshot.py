@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ocrtrain.procman import Journal
 
 ORPHAN = "orphan"
+OTHER_USER = "other-user"  # tagged with a run this journal does not know, owned by another uid
 STALE = "stale"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -189,6 +190,11 @@ def _user_name(uid: int | None) -> str | None:
         return pwd.getpwuid(uid).pw_name
     except (KeyError, ImportError):
         return str(uid)
+
+
+def other_user(uid: int | None) -> bool:
+    """Whether a process is not this user's (an unreadable owner counts as another's)."""
+    return uid is None or uid != os.geteuid()
 
 
 # -- grouping -----------------------------------------------------------------------------
@@ -353,6 +359,9 @@ def build_run_view(
     def view(st: ProcStat, role_: str, flags: tuple[str, ...], how: FoundBy) -> ProcessView:
         info = infos.get(st.pid)
         cmd = list(info.cmdline) if info is not None else read_cmdline(st.pid)
+        uid = read_uid(st.pid)
+        if rec is None and other_user(uid):
+            flags = (*flags, OTHER_USER)  # cleanup leaves it alone without --all-users
         return _process_view(
             st,
             role_,
@@ -363,7 +372,7 @@ def build_run_view(
             previous=previous,
             gpu=gpu,
             cmdline=cmd,
-            uid=read_uid(st.pid),
+            uid=uid,
         )
 
     if group.supervisor is not None:

@@ -1,7 +1,11 @@
-"""Atomic checkpoint files: temp file in the same folder, fsync, rename, fsync the folder.
+"""Checkpoint files: atomic saves, and loads that never run code.
 
-A SIGKILL at any moment leaves either the previous complete file or the new complete one,
-never a torn `last.ckpt`. Leftover `*.tmp-<pid>` files of killed saves are removed at start.
+Saves go to a temp file in the same folder, fsync, rename, fsync the folder: a SIGKILL at any
+moment leaves either the previous complete file or the new complete one, never a torn
+`last.ckpt`. Leftover `*.tmp-<pid>` files of killed saves are removed at start.
+
+Every load (resume, Lightning's restore, predict, eval) goes through `safe_load`: a checkpoint
+is a pickle, and a pickle from anyone else could run any code when unpickled.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import pickle
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +22,40 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ocrtrain.train.errors import OutputWriteError
+from ocrtrain.train.errors import CheckpointError, OutputWriteError
 
 log = logging.getLogger(__name__)
+
+
+# What a checkpoint may name beyond tensors, storages and plain containers (PyTorch's
+# weights-only allow-list): nothing. ocrtrain writes plain hyperparameters (lit_module), plain
+# callback, loop, optimizer and scheduler states; a checkpoint needing more is not one of ours.
+SAFE_GLOBALS: tuple[Any, ...] = ()
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def safe_load(path: str | Path, map_location: Any = "cpu") -> Any:
+    """`torch.load(weights_only=True)` allowing only `SAFE_GLOBALS` beyond PyTorch's own.
+
+    Raises:
+        CheckpointError: unreadable, truncated, or naming a global outside the allow-list.
+    """
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _UNSUPPORTED.search(str(exc))
+        what = found.group(1) if found else "objects beyond tensors and plain values"
+        raise CheckpointError(
+            f"refusing checkpoint {path}: it contains {what}, which ocrtrain checkpoints never "
+            "hold (loading it could run code)"
+        ) from None
+    except Exception as exc:
+        # torch's own message goes on for several sentences: its first one names the problem
+        reason = str(exc).split(". ")[0].strip() or type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or not one): {reason}"
+        ) from exc
 
 
 def _pid_alive(pid: int) -> bool:
@@ -72,7 +109,7 @@ def atomic_write(path: str | Path, data: bytes, test_delay_s: float = 0.0) -> No
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint IO, with atomic saves."""
+    """Lightning's torch checkpoint IO, with atomic saves and weights-only loads."""
 
     def __init__(self, test_delay_s: float = 0.0) -> None:
         super().__init__()
@@ -89,3 +126,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise OutputWriteError(
                 f"cannot save checkpoint {path}: {exc.strerror or exc} (the previous one is kept)"
             ) from exc
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Lightning's restore (`fit(ckpt_path=...)`, `test(ckpt_path=...)`): always through
+        `safe_load`, whatever `weights_only` Lightning passes."""
+        del weights_only
+        ckpt = safe_load(path, map_location=map_location or (lambda storage, loc: storage))
+        if not isinstance(ckpt, dict):
+            raise CheckpointError(f"{path} is not a checkpoint (no mapping inside)")
+        return ckpt

@@ -13,23 +13,13 @@ log = logging.getLogger(__name__)
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict; CheckpointError unless it is an ocrtrain recognizer checkpoint."""
-    import torch
-
+    from ocrtrain.train.checkpoint_io import safe_load
     from ocrtrain.train.lit_module import FORMAT_VERSION, MODEL_KIND
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        # Our checkpoints hold plain hyperparameters only, but Lightning adds loop and
-        # callback state that the weights-only unpickler may reject; these are local files.
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        # torch's own message goes on for several sentences: its first one names the problem
-        reason = str(exc).split(". ")[0].strip() or type(exc).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path} (truncated or not one): {reason}"
-        ) from exc
+    ckpt = safe_load(path)
     meta = ckpt.get("ocrtrain") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
         raise CheckpointError(f"{path} is not a checkpoint of an ocrtrain CRNN recognizer")

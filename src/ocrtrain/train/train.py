@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.hydra_checks import folder_name_problem
 from ocrtrain.procman import RANKS_OUTPUT_DIR_ENV as RANKS_OUTPUT_DIR
 from ocrtrain.procman import RUN_DIR_ENV, UsageError
 from ocrtrain.train.errors import CheckpointError, ConfigError, RunFailed
@@ -70,6 +71,9 @@ def _check_run_settings(cfg: Any) -> None:
         raise ConfigError(f"seed must be between 0 and {SEED_MAX}, not {seed}")
     if not str(cfg.get("experiment_name") or "").strip():
         raise ConfigError("experiment_name must not be empty (it names the checkpoint folder)")
+    problem = folder_name_problem("experiment_name", cfg.experiment_name)
+    if problem:
+        raise ConfigError(problem)
     endless = cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) in (-1, None)
     if endless and cfg.model.get("scheduler") == "onecycle":
         raise ConfigError(
@@ -283,11 +287,12 @@ def train(cfg: Any) -> TrainResult:
         signals.install()
     result = TrainResult(0, output_dir, ckpt_dir)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        resume = str(ckpt_path) if ckpt_path else None
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if cfg.test_after_fit and "test" in datamodule.datasets:
             best = next((c.best_model_path for c in callbacks if getattr(c, "monitor", None)), "")
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if signals is not None and signals.stop_signal is not None:
             raise TrainingInterrupted(signals.stop_signal)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 import ocrtrain
 from ocrtrain.web.context import STATIC_DIR, WebContext, WebSettings
@@ -37,6 +37,21 @@ def _add_offline_docs(app: FastAPI) -> None:
         )
 
 
+def _add_validation_handler(app: FastAPI) -> None:
+    """422 for any invalid request, whatever it held: FastAPI's own handler echoes the input,
+    and an input such as 1e999 (inf) then fails to render as JSON (a 500)."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the FastAPI app (API under /api, docs at /docs, page at /, metrics at /metrics)."""
     from fastapi.staticfiles import StaticFiles
@@ -58,6 +73,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.include_router(config_routes.router)
     app.include_router(pages.router)
     _add_offline_docs(app)
+    _add_validation_handler(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
         SecurityMiddleware, token=settings.token, loopback=is_loopback(settings.host)

@@ -6,6 +6,7 @@ never import the app that includes them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -13,11 +14,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 
 import ocrtrain
-from ocrtrain.procman import CONFIG_DIR_ENV, TRAIN_SCRIPT_ENV, Journal, reconcile
+from ocrtrain.procman import CONFIG_DIR_ENV, TRAIN_SCRIPT_ENV, Journal, RunRecord, reconcile
 from ocrtrain.web.hydra_form import ConfigTree
 from ocrtrain.web.monitor_bridge import MonitorBridge
 from ocrtrain.web.security import is_loopback
@@ -25,7 +27,9 @@ from ocrtrain.web.security import is_loopback
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 30.0
+DEFAULT_MAX_RUNS = 2
 RECONCILE_EVERY_S = 5.0
+MAX_RESUMABLE_RUNS = 1000  # newest runs whose checkpoints `resume=PATH` may name
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
@@ -67,6 +71,7 @@ class WebSettings:
         host: the address the server binds to; beyond loopback a token is mandatory.
         token: the access token (None: no token check; only allowed on loopback).
         grace: seconds between SIGTERM and SIGKILL when a run launched here is stopped.
+        max_runs: most runs of the journal active at once; launches beyond are refused.
     """
 
     home: Path | None = None
@@ -77,6 +82,7 @@ class WebSettings:
     host: str = "127.0.0.1"
     token: str | None = None
     grace: float = DEFAULT_GRACE_S
+    max_runs: int = DEFAULT_MAX_RUNS
 
     def __post_init__(self) -> None:
         if self.token is None and not is_loopback(self.host):
@@ -92,11 +98,21 @@ class WebContext:
     def __init__(self, settings: WebSettings) -> None:
         self.settings = settings
         self.journal = Journal(settings.home)
-        self.tree = ConfigTree(settings.config_dir)
+        self.tree = ConfigTree(settings.config_dir, settings.run_cwd, self.checkpoint_dirs)
         self.monitor = MonitorBridge(self.journal)
         self.started_at = time.time()
         self._reconcile_lock = threading.Lock()
+        self.launch_lock = threading.Lock()  # the active-run count and a start, as one step
         self._reconciled_at = 0.0
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """The checkpoint folders the journal's runs wrote (what `resume=PATH` may name)."""
+        out = []
+        for rec in self.journal.list_runs(limit=MAX_RESUMABLE_RUNS):
+            art = read_artifacts(rec)
+            if art is not None and isinstance(art.get("checkpoints"), str):
+                out.append(Path(art["checkpoints"]))
+        return out
 
     def reconcile(self, force: bool = False) -> None:
         """Close runs whose supervisor and watchdog are gone (throttled)."""
@@ -111,6 +127,16 @@ class WebContext:
                 log.warning("run %s had lost its supervisor; marked lost", run.id)
         finally:
             self._reconcile_lock.release()
+
+
+def read_artifacts(rec: RunRecord) -> dict[str, Any] | None:
+    """The run's `artifacts.json` (where its trainer wrote outputs), None if absent or bad."""
+    path = Path(rec.run_dir) / "artifacts.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def get_ctx(request: Request) -> WebContext:

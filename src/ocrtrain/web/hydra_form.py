@@ -10,12 +10,13 @@ import logging
 import re
 import shlex
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ocrtrain.hydra_checks import is_hydra_setting, one_line, type_mismatch
+from ocrtrain.hydra_checks import is_hydra_setting, leaves, one_line, type_mismatch
+from ocrtrain.web import override_guard as guard
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ PRESET_GROUPS = ("debug", "experiment")
 MAX_FIELD_DEPTH = 2  # fields down to group.a.b; deeper keys are still accepted as overrides
 MAX_OVERRIDES = 100
 MAX_OVERRIDE_LEN = 1000
+DEFAULT_OUTPUTS = "outputs"  # a config without `paths.outputs_root` writes under cwd/outputs
 # key=value, +key=value, ++key=value, ~key(=value) or group=option; keys are dotted identifiers
 # (group paths may contain '/' and '@pkg'). Anything else (flags such as --multirun,
 # whitespace-only, control characters) is refused before Hydra sees it.
@@ -102,10 +104,23 @@ def _register_resolvers() -> None:
 
 
 class ConfigTree:
-    """One Hydra config folder (`train.yaml` plus group folders)."""
+    """One Hydra config folder (`train.yaml` plus group folders), and the runs it composes for.
 
-    def __init__(self, config_dir: Path) -> None:
+    Args:
+        config_dir: the folder holding `train.yaml`.
+        run_cwd: the working directory of launched runs (relative output paths start there).
+        checkpoint_dirs: the checkpoint folders of known runs (what `resume=PATH` may name).
+    """
+
+    def __init__(
+        self,
+        config_dir: Path,
+        run_cwd: Path,
+        checkpoint_dirs: Callable[[], Iterable[Path]] = tuple,
+    ) -> None:
         self.config_dir = config_dir.resolve()
+        self.run_cwd = run_cwd.resolve()
+        self.checkpoint_dirs = checkpoint_dirs
 
     @property
     def exists(self) -> bool:
@@ -133,31 +148,48 @@ class ConfigTree:
             GlobalHydra.instance().clear()
 
     def compose(self, overrides: Sequence[str]) -> Composed:
-        """Compose (and resolve) `train.yaml` with `overrides`, as the trainer will.
+        """Compose (and resolve) `train.yaml` with `overrides`, as the trainer will, after
+        checking that they are data the UI accepts (`override_guard`).
 
         Raises:
-            OverrideError: bad syntax, unknown key or option, wrong type, failed interpolation.
+            OverrideError: bad syntax, code or Hydra settings, unknown key or option, wrong
+                type, interpolation, output outside the outputs root, unknown checkpoint.
         """
         from hydra.errors import HydraException
         from omegaconf import OmegaConf
         from omegaconf.errors import OmegaConfBaseException
 
         ovs = check_syntax(overrides)
-        groups = set(self.groups())
-        choices = [o for o in ovs if o.lstrip("+~").split("=", 1)[0] in groups]
+        groups = {g: self.options(g) for g in self.groups()}
+        try:
+            parsed = guard.parse(ovs)
+        except guard.GuardError as exc:
+            raise OverrideError(str(exc)) from None
+        choices = [o.text for o in parsed if o.key in groups]
         with _lock:
             _register_resolvers()
             try:
-                cfg = self._compose(ovs, with_hydra=False)
                 base = self._compose(choices, with_hydra=False)
-                self._check_types(base, cfg, ovs, groups)
+                plain = OmegaConf.to_container(base, resolve=False)
+                guard.check_overrides(parsed, groups, leaves(plain))
+                root = OmegaConf.select(base, "paths.outputs_root", default=DEFAULT_OUTPUTS)
+                cfg = self._compose(ovs, with_hydra=False)
+                self._check_types(base, cfg, ovs, set(groups))
                 OmegaConf.resolve(cfg)
                 data = OmegaConf.to_container(cfg, resolve=False)
-            except (HydraException, OmegaConfBaseException) as exc:
+            except guard.GuardError as exc:
+                raise OverrideError(str(exc)) from None
+            except (HydraException, OmegaConfBaseException, ValueError) as exc:
                 raise OverrideError(one_line(exc)) from exc
         if not isinstance(data, dict):  # pragma: no cover - train.yaml is a mapping
             raise OverrideError("the composed config is not a mapping")
-        return Composed(ovs, {str(k): v for k, v in data.items()})
+        config = {str(k): v for k, v in data.items()}
+        try:
+            guard.check_outputs(config, self.run_cwd / str(root), self.run_cwd)
+            guard.check_resume(config, self.run_cwd, self.checkpoint_dirs)
+        except guard.GuardError as exc:
+            raise OverrideError(str(exc)) from None
+        return Composed(ovs, config)
 
     @staticmethod
     def _check_types(base: Any, cfg: Any, overrides: list[str], groups: set[str]) -> None:

@@ -31,7 +31,7 @@ from ocrtrain.procman import (
     start,
 )
 from ocrtrain.web import logs
-from ocrtrain.web.context import WebContext, get_ctx
+from ocrtrain.web.context import WebContext, get_ctx, read_artifacts
 from ocrtrain.web.hydra_form import OverrideError, command_text
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ POLL_S = 0.1
 STATE_CHECK_S = 0.5
 KEEPALIVE_S = 10.0
 MAX_METRIC_BYTES = 4 * 1024 * 1024
+MAX_OFFSET = 2**62  # byte offsets and sequence numbers beyond any file or journal (and int64)
+MAX_GRACE_S = 7 * 24 * 3600.0
 
 
 class LaunchRequest(BaseModel):
@@ -52,7 +54,13 @@ class LaunchRequest(BaseModel):
 
 class StopRequest(BaseModel):
     force: bool = Field(default=False, description="SIGKILL now instead of a graceful stop")
-    grace: float | None = Field(default=None, ge=0, description="override the run's grace (s)")
+    grace: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_GRACE_S,
+        allow_inf_nan=False,
+        description="override the grace (s)",
+    )
 
 
 def _find(ctx: WebContext, run_id: str) -> RunRecord:
@@ -135,12 +143,20 @@ def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
         cwd=str(s.run_cwd),
         env={CONFIG_DIR_ENV: str(s.config_dir)},
     )
-    try:
-        handle = start(spec, ctx.journal)
-    except UsageError as exc:
-        raise HTTPException(409, str(exc)) from None
-    except OcrtrainError as exc:
-        raise HTTPException(500, str(exc)) from None
+    with ctx.launch_lock:
+        active = ctx.journal.count_active()
+        if active >= s.max_runs:
+            raise HTTPException(
+                429,
+                f"{active} runs are active and this UI allows {s.max_runs} at once "
+                "(ocrtrain ui --max-runs): stop one, or wait for one to end",
+            )
+        try:
+            handle = start(spec, ctx.journal)
+        except UsageError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except OcrtrainError as exc:
+            raise HTTPException(500, str(exc)) from None
     ctx.monitor.invalidate()
     rec = handle.record()
     log.info("launched run %s: %s", rec.id, command_text(argv))
@@ -155,7 +171,7 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
         "run": run_summary(ctx, rec),
         "events": [e.to_dict() for e in ctx.journal.events(rec.id)],
         "stop": stop_info(ctx, rec),
-        "artifacts": _artifacts(rec),
+        "artifacts": read_artifacts(rec),
         "now": time.time(),
     }
 
@@ -177,7 +193,9 @@ def stop_run(request: Request, run_id: str, body: StopRequest | None = None) -> 
 
 
 @router.get("/{run_id}/events", summary="Lifecycle events after a sequence number")
-def run_events(request: Request, run_id: str, after: int = 0) -> dict[str, Any]:
+def run_events(
+    request: Request, run_id: str, after: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
+) -> dict[str, Any]:
     ctx = get_ctx(request)
     rec = _find(ctx, run_id)
     return {"events": [e.to_dict() for e in ctx.journal.events(rec.id, after_seq=after)]}
@@ -192,8 +210,12 @@ def run_events(request: Request, run_id: str, after: int = 0) -> dict[str, Any]:
 async def stream_logs(
     request: Request,
     run_id: str,
-    offset: Annotated[int | None, Query(ge=0, description="byte offset to resume from")] = None,
-    tail: Annotated[int | None, Query(ge=0, description="bytes before the end")] = None,
+    offset: Annotated[
+        int | None, Query(ge=0, le=MAX_OFFSET, description="byte offset to resume from")
+    ] = None,
+    tail: Annotated[
+        int | None, Query(ge=0, le=MAX_OFFSET, description="bytes before the end")
+    ] = None,
     follow: Annotated[bool, Query(description="keep streaming until the run ends")] = True,
 ) -> StreamingResponse:
     """`lines` events (`{"lines": [...], "offset": N}`; the event id is the offset to resume
@@ -203,7 +225,7 @@ async def stream_logs(
     rec = await anyio.to_thread.run_sync(_find, ctx, run_id)
     path = Path(rec.log_path)
     resume = request.headers.get("last-event-id")
-    if offset is None and resume and resume.isdigit():
+    if offset is None and resume and resume.isdigit() and int(resume) <= MAX_OFFSET:
         offset = int(resume)
     if offset is None:
         offset = logs.tail_offset(path, tail) if tail is not None else 0
@@ -259,24 +281,15 @@ def search_logs(
     return {"query": q, "hits": logs.search(Path(rec.log_path), q, limit)}
 
 
-def _artifacts(rec: RunRecord) -> dict[str, Any] | None:
-    path = Path(rec.run_dir) / "artifacts.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 @router.get("/{run_id}/metrics", summary="The run's metrics.jsonl records, from an offset")
 def run_metrics(
-    request: Request, run_id: str, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request, run_id: str, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> dict[str, Any]:
     """Records the trainer wrote (step, epoch, train/loss, val/cer, ...), read incrementally:
     pass back `offset` to get only new ones."""
     ctx = get_ctx(request)
     rec = _find(ctx, run_id)
-    art = _artifacts(rec)
+    art = read_artifacts(rec)
     metrics = art.get("metrics") if art else None
     if not metrics:
         return {"points": [], "offset": 0, "path": None, "active": rec.state in ACTIVE_STATES}

@@ -26,7 +26,9 @@ class CleanupRequest(BaseModel):
     dry_run: bool = Field(default=True, description="only show what would be cleaned up")
     run_id: str | None = Field(default=None, description="limit to one run")
     include_live: bool = Field(default=False, description="also stop runs that are still live")
-    grace: float = Field(default=5.0, ge=0, description="seconds between SIGTERM and SIGKILL")
+    grace: float = Field(
+        default=5.0, ge=0, le=3600, allow_inf_nan=False, description="SIGTERM to SIGKILL (s)"
+    )
     force: bool = Field(default=False, description="SIGKILL at once")
 
 
