@@ -44,7 +44,7 @@ class StopRequest(BaseModel):
     grace: float | None = Field(default=None, ge=0, description="override the run's grace (s)")
 
 
-def _find(ctx: WebContext, run_id: str) -> RunRecord:
+def find_run(ctx: WebContext, run_id: str) -> RunRecord:
     try:
         return ctx.journal.resolve(run_id)
     except RunNotFound as exc:
@@ -139,12 +139,12 @@ def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
 @router.get("/{run_id}", summary="One run, its lifecycle events and stop countdown")
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     return {
         "run": run_summary(ctx, rec),
         "events": [e.to_dict() for e in ctx.journal.events(rec.id)],
         "stop": stop_info(ctx, rec),
-        "artifacts": _artifacts(rec),
+        "artifacts": run_artifacts(rec),
         "now": time.time(),
     }
 
@@ -153,7 +153,7 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
 def stop_run(request: Request, run_id: str, body: StopRequest | None = None) -> dict[str, Any]:
     ctx = get_ctx(request)
     body = body or StopRequest()
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     if rec.state in FINAL_STATES:
         raise HTTPException(409, f"run {rec.id} has already ended ({rec.state})")
     try:
@@ -161,14 +161,14 @@ def stop_run(request: Request, run_id: str, body: StopRequest | None = None) -> 
     except UsageError as exc:
         raise HTTPException(409, str(exc)) from None
     ctx.monitor.invalidate()
-    rec = _find(ctx, rec.id)
+    rec = find_run(ctx, rec.id)
     return {"id": rec.id, "state": str(rec.state), "stop": stop_info(ctx, rec)}
 
 
 @router.get("/{run_id}/events", summary="Lifecycle events after a sequence number")
 def run_events(request: Request, run_id: str, after: int = 0) -> dict[str, Any]:
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     return {"events": [e.to_dict() for e in ctx.journal.events(rec.id, after_seq=after)]}
 
 
@@ -189,7 +189,7 @@ async def stream_logs(
     from, also honoured as `Last-Event-ID`) and a final `end` event once the run has ended and
     its log is read to the end."""
     ctx = get_ctx(request)
-    rec = await anyio.to_thread.run_sync(_find, ctx, run_id)
+    rec = await anyio.to_thread.run_sync(find_run, ctx, run_id)
     path = Path(rec.log_path)
     resume = request.headers.get("last-event-id")
     if offset is None and resume and resume.isdigit():
@@ -244,11 +244,11 @@ def search_logs(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     return {"query": q, "hits": logs.search(Path(rec.log_path), q, limit)}
 
 
-def _artifacts(rec: RunRecord) -> dict[str, Any] | None:
+def run_artifacts(rec: RunRecord) -> dict[str, Any] | None:
     path = Path(rec.run_dir) / "artifacts.json"
     try:
         doc = json.loads(path.read_text())
@@ -264,8 +264,8 @@ def run_metrics(
     """Records the trainer wrote (step, epoch, train/loss, val/cer, ...), read incrementally:
     pass back `offset` to get only new ones."""
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
-    art = _artifacts(rec)
+    rec = find_run(ctx, run_id)
+    art = run_artifacts(rec)
     metrics = art.get("metrics") if art else None
     if not metrics:
         return {"points": [], "offset": 0, "path": None, "active": rec.state in ACTIVE_STATES}
@@ -290,7 +290,7 @@ def run_metrics(
 @router.get("/{run_id}/processes", summary="The run's live process tree")
 def run_processes_view(request: Request, run_id: str) -> dict[str, Any]:
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     snap = ctx.monitor.snapshot()
     for run in snap.get("runs", []):
         if run.get("id") == rec.id:
