@@ -18,7 +18,17 @@ from ocrtrain.train.errors import ConfigError
 CONFIG_NAME = "train"
 CONFIG_DIR_ENV = "OCRTRAIN_CONFIG_DIR"
 # Groups whose choice is itself an override (`debug=smoke`), not a value to type-check.
-GROUPS = ("data", "model", "trainer", "dataloaders", "callbacks", "paths", "debug", "experiment")
+GROUPS = (
+    "data",
+    "model",
+    "trainer",
+    "dataloaders",
+    "callbacks",
+    "logger",
+    "paths",
+    "debug",
+    "experiment",
+)
 
 
 def config_dir() -> Path:
@@ -88,6 +98,17 @@ def _refuse_hydra_settings(overrides: Sequence[str]) -> None:
             )
 
 
+def _refuse_null_groups(overrides: Sequence[str]) -> None:
+    """`logger=null` for a group with a default is no override Hydra takes (it raises a bare
+    ValueError): say what does."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key in GROUPS and value.strip().lower() in ("null", "none", "~"):
+            raise ConfigError(
+                f"{o}: choose one of {key}/'s configs, or write ~{key} to leave the group out"
+            )
+
+
 def compose(overrides: Sequence[str] = ()) -> Any:
     """The resolved config (`DictConfig`) of `train.yaml` with the given overrides."""
     from hydra import compose as hydra_compose
@@ -100,6 +121,7 @@ def compose(overrides: Sequence[str] = ()) -> Any:
     register_resolvers()
     overrides = list(overrides)
     _refuse_hydra_settings(overrides)
+    _refuse_null_groups(overrides)
     group_choices = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
     GlobalHydra.instance().clear()
     try:

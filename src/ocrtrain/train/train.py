@@ -143,6 +143,7 @@ def train(cfg: Any) -> TrainResult:
     )
     from ocrtrain.train.inference import check_compatible, read_checkpoint
     from ocrtrain.train.known_warnings import quiet_known_warnings
+    from ocrtrain.train.loggers import build_loggers
     from ocrtrain.train.resume_check import training_left
 
     quiet_known_warnings()
@@ -202,6 +203,8 @@ def train(cfg: Any) -> TrainResult:
         default_root_dir=str(output_dir),
     )
 
+    # Last of all: a logger may create its store (MLflow's mlruns/) as it is built.
+    trainer.loggers = build_loggers(cfg.get("logger"), build)
     if rank_zero:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
