@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,18 @@ def test_loopback() -> None:
     assert _host_name("127.0.0.1:8765") == "127.0.0.1"
     assert _host_name("[::1]:8765") == "::1"
     assert _host_name("localhost") == "localhost"
+
+
+def test_latest_scores_reads_the_newest_train_and_val_records(tmp_path: Path) -> None:
+    from ocrtrain.web.routes.metrics import TAIL_BLOCK, latest_scores
+
+    path = tmp_path / "metrics.jsonl"
+    val = {"split": "val", "step": 10, "val/cer": 0.25, "val/line_acc": 0.5}
+    train = [{"split": "train", "step": s, "train/loss": 1.0 / s, "lr": 0.001} for s in range(1, 9)]
+    filler = [{"split": "train", "step": 11, "train/loss": 0.5}] * (3 * TAIL_BLOCK // 40)
+    lines = [json.dumps(r) for r in [*train, val, *filler]]
+    path.write_text("\n".join(lines) + '\n{"split": "tr')  # a record being written
+    found = latest_scores(path)
+    assert found["step"] == 11 and found["train/loss"] == 0.5 and "lr" not in found
+    assert found["val/cer"] == 0.25 and found["val/line_acc"] == 0.5
+    assert latest_scores(tmp_path / "missing.jsonl") == {}
