@@ -1,8 +1,9 @@
 """Compose the training config with Hydra's compose API and turn every config mistake into
 one `ConfigError` line (exit 2) instead of a Hydra traceback.
 
-The config tree lives in the repository's `configs/` folder; an editable install finds it
-next to the package (`src/../configs`). `OCRTRAIN_CONFIG_DIR` points elsewhere.
+The config tree ships inside the package (`ocrtrain/configs`, a link to the checkout's
+`configs/` that a wheel carries as package data), so an installed `ocrtrain train` runs from
+any folder. `OCRTRAIN_CONFIG_DIR` points elsewhere.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ocrtrain.train.errors import ConfigError
 
 CONFIG_NAME = "train"
 CONFIG_DIR_ENV = "OCRTRAIN_CONFIG_DIR"
+PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Groups whose choice is itself an override (`debug=smoke`), not a value to type-check.
 GROUPS = (
     "data",
@@ -35,13 +37,13 @@ def config_dir() -> Path:
     """The folder holding `train.yaml` and its groups."""
     env = os.environ.get(CONFIG_DIR_ENV)
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / "configs")
+    candidates.append(PACKAGE_CONFIGS)
     for cand in candidates:
         if (cand / f"{CONFIG_NAME}.yaml").is_file():
             return cand
     raise ConfigError(
         f"no {CONFIG_NAME}.yaml found in {', '.join(map(str, candidates))}; "
-        f"set {CONFIG_DIR_ENV} to the repository's configs/ folder"
+        f"set {CONFIG_DIR_ENV} to a folder holding {CONFIG_NAME}.yaml and its groups"
     )
 
 
