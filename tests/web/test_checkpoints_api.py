@@ -79,6 +79,18 @@ def test_two_runs_keep_their_own_checkpoints(
         )
         assert wrong.status_code == 415
 
+        # Evaluate: a supervised run of `ocrtrain eval`, its scores the last line of its log.
+        r = c.post(f"/api/runs/{run_id}/checkpoints/best.ckpt/evaluate", json={"synth": 8})
+        assert r.status_code == 201, r.text
+        eval_id = r.json()["id"]
+        ids.append(eval_id)
+        assert wait_state(c, eval_id, {"succeeded", "failed"}, timeout=300) == "succeeded"
+        hits = c.get(f"/api/runs/{eval_id}/logs/search", params={"q": '"line_acc"'}).json()
+        assert '"lines": 8' in hits["hits"][-1]["text"], hits
+        for bad in ({}, {"synth": 8, "data": "/tmp"}, {"data": "/nonexistent"}, {"synth": 0}):
+            r = c.post(f"/api/runs/{run_id}/checkpoints/best.ckpt/evaluate", json=bad)
+            assert r.status_code == 422, (bad, r.text)
+
         for path in ("../config.yaml", "nope.ckpt", "..%2Fconfig.yaml"):
             assert c.get(f"/api/runs/{run_id}/checkpoints/{path}").status_code == 404
         assert c.get("/api/runs/no-such-run/checkpoints").status_code == 404

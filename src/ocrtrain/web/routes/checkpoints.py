@@ -20,9 +20,11 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
+from ocrtrain.procman.api import RunSpec
 from ocrtrain.web.app import get_ctx
-from ocrtrain.web.routes.runs import find_run, run_artifacts
+from ocrtrain.web.routes.runs import NAME_RE, find_run, run_artifacts, run_summary, start_run
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,19 @@ CKPT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=\-]{0,120}\.ckpt$")
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 PREDICT_TIMEOUT_S = 120.0
 IMAGE_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+MAX_SYNTH_LINES = 5000
+
+
+class EvaluateRequest(BaseModel):
+    data: str | None = Field(
+        default=None, description="a folder on the server holding labels.tsv and its images"
+    )
+    synth: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SYNTH_LINES,
+        description="or: this many fresh synthetic lines in held-out fonts",
+    )
 
 
 def checkpoint_dir(request: Request, run_id: str) -> Path | None:
@@ -145,3 +160,37 @@ def _predict(python: str, ckpt: Path, image_bytes: bytes, suffix: str) -> str:
         lines = (done.stderr or done.stdout).strip().splitlines() or ["ocrtrain predict failed"]
         raise HTTPException(422 if done.returncode == 2 else 500, lines[-1])
     return done.stdout.rstrip("\n").split("\t", 1)[-1]
+
+
+@router.post(
+    "/{run_id}/checkpoints/{name}/evaluate",
+    status_code=201,
+    summary="Evaluate a checkpoint (CER, line accuracy) as a supervised run",
+)
+def evaluate_checkpoint(
+    request: Request, run_id: str, name: str, body: EvaluateRequest
+) -> dict[str, Any]:
+    """Starts `ocrtrain eval --json` on a labels.tsv folder or on synthetic lines, detached
+    under the supervisor like any run: its log ends with the scores as one JSON line."""
+    path = _named(request, run_id, name)
+    if (body.data is None) == (body.synth is None):
+        raise HTTPException(422, "give either data (a labels.tsv folder) or synth (a line count)")
+    if body.data is not None:
+        folder = Path(body.data).expanduser()
+        if not (folder / "labels.tsv").is_file():
+            raise HTTPException(422, f"data: {folder} holds no labels.tsv")
+        what = ["--data", str(folder.resolve())]
+    else:
+        what = ["--synth", str(body.synth)]
+    ctx = get_ctx(request)
+    rec = find_run(ctx, run_id)
+    eval_name = f"eval-{rec.name}"[:64]
+    spec = RunSpec(
+        argv=(ctx.settings.python, "-m", "ocrtrain", "eval", "--ckpt", str(path), "--json", *what),
+        name=eval_name if NAME_RE.match(eval_name) else "eval",
+        grace=ctx.settings.grace,
+        detach=True,
+        cwd=str(ctx.settings.run_cwd),
+    )
+    started = start_run(ctx, spec)
+    return {"id": started.id, "run": run_summary(ctx, started)}

@@ -124,6 +124,12 @@ def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
         cwd=str(s.run_cwd),
         env={"OCRTRAIN_CONFIG_DIR": str(s.config_dir)},
     )
+    rec = start_run(ctx, spec)
+    return {"id": rec.id, "run": run_summary(ctx, rec)}
+
+
+def start_run(ctx: WebContext, spec: RunSpec) -> RunRecord:
+    """Start `spec` detached under the supervisor (409 if refused, 500 if it failed)."""
     try:
         handle = start(spec, ctx.journal)
     except UsageError as exc:
@@ -132,8 +138,8 @@ def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
         raise HTTPException(500, str(exc)) from None
     ctx.monitor.invalidate()
     rec = handle.record()
-    log.info("launched run %s: %s", rec.id, command_text(argv))
-    return {"id": rec.id, "run": run_summary(ctx, rec)}
+    log.info("launched run %s: %s", rec.id, command_text(spec.argv))
+    return rec
 
 
 @router.get("/{run_id}", summary="One run, its lifecycle events and stop countdown")
