@@ -22,6 +22,7 @@ from ocrtrain.procman.journal import ACTIVE_STATES, FINAL_STATES, EventKind, Run
 from ocrtrain.web import logs
 from ocrtrain.web.app import WebContext, get_ctx
 from ocrtrain.web.hydra_form import OverrideError, command_text
+from ocrtrain.web.run_scores import scores_of
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ def run_summary(ctx: WebContext, rec: RunRecord) -> dict[str, Any]:
     out["command"] = command_text(rec.argv)
     end = rec.ended_at or time.time()
     out["duration_s"] = end - rec.started_at if rec.started_at else None
+    art = run_artifacts(rec)
+    metrics = art.get("metrics") if art else None
+    out["scores"] = scores_of(Path(str(metrics))).to_dict() if metrics else None
     return out
 
 
