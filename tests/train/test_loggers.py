@@ -57,6 +57,7 @@ def test_logger_receives_the_runs_scalars(
     elif logger == "tensorboard":
         tags = tensorboard_tags(run / "tensorboard")
         assert {"train/loss", "val/cer", "val/line_acc"} <= tags, tags
+        assert {"samples/00", "samples/text_summary"} & tags, tags  # the gallery's lines
     else:
         from mlflow.tracking import MlflowClient
 
@@ -67,6 +68,8 @@ def test_logger_receives_the_runs_scalars(
         (mlrun,) = client.search_runs([experiment.experiment_id])
         assert mlrun.info.status == "FINISHED"
         assert {"train/loss", "val/cer", "val/line_acc"} <= set(mlrun.data.metrics)
+        step_dirs = client.list_artifacts(mlrun.info.run_id, "samples")
+        assert any(a.path.endswith(".md") for a in step_dirs), step_dirs  # the gallery's lines
 
 
 def test_no_logger(start_train, tmp_path: Path) -> None:

@@ -48,6 +48,18 @@ def test_two_runs_keep_their_own_checkpoints(
             assert best["step"] == 4 and best["size"] > 1000
             assert Path(best["path"]).is_file()
 
+        # What the model read at its validation: the fixed sample, worst first, with images.
+        doc = c.get(f"/api/runs/{ids[0]}/samples").json()
+        assert doc["steps"] == [4] and doc["step"] == 4 and len(doc["lines"]) == 12, doc
+        cers = [line["cer"] for line in doc["lines"]]
+        assert cers == sorted(cers, reverse=True)
+        assert all(line["truth"] and isinstance(line["reading"], str) for line in doc["lines"])
+        img = c.get(doc["lines"][0]["image"])
+        assert img.status_code == 200 and img.content.startswith(b"\x89PNG")
+        assert c.get(f"/api/runs/{ids[0]}/samples", params={"step": 3}).status_code == 404
+        assert c.get(f"/api/runs/{ids[0]}/samples/4/../../config.yaml").status_code == 404
+        assert c.get(f"/api/runs/{ids[0]}/samples/4/x.json").status_code == 404
+
         # Download: the very file, named after the run.
         run_id, best = ids[0], listed[0]["checkpoints"][0]
         r = c.get(f"/api/runs/{run_id}/checkpoints/best.ckpt")

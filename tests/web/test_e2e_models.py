@@ -95,6 +95,18 @@ def test_choose_a_model(make_server: Callable[..., UIServer], page: Any, tmp_pat
     href = page.get_attribute("#ckpts tr[data-name='best.ckpt'] a.download", "href")
     assert href and href.endswith("/checkpoints/best.ckpt")
 
+    # The gallery: the sample lines' images with truth and reading, a step slider.
+    page.wait_for_function(
+        "document.querySelectorAll('#gallery tbody tr').length === 12 && [...document"
+        ".querySelectorAll('#gallery td.img img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert page.get_attribute("#gallery", "data-step") == "8"
+    assert page.inner_text("#gallery tbody tr td.truth").strip()
+    assert page.inner_text("#gallery tbody tr td.reading")
+    page.fill("#gallery-step", "0")
+    page.dispatch_event("#gallery-step", "input")
+    page.wait_for_selector("#gallery[data-step='4']")
+
     # Read an image with the best checkpoint.
     image = tmp_path / "line.png"
     image.write_bytes(line_png())

@@ -142,7 +142,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the FastAPI app (API under /api, docs at /docs, page at /, metrics at /metrics)."""
     from fastapi.staticfiles import StaticFiles
 
-    from ocrtrain.web.routes import checkpoints, metrics, pages, runs, system
+    from ocrtrain.web.routes import checkpoints, metrics, pages, runs, samples, system
     from ocrtrain.web.routes import config as config_routes
 
     settings = settings or WebSettings()
@@ -158,6 +158,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(checkpoints.router)
     app.include_router(metrics.router)
+    app.include_router(samples.router)
     app.include_router(config_routes.router)
     app.include_router(pages.router)
     _add_offline_docs(app)

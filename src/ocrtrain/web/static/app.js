@@ -466,6 +466,12 @@ function openRun(id) {
   every(2000, refreshMetrics);
   every(2000, refreshRunProcs);
   every(3000, refreshCheckpoints);
+  gallery.steps = [];
+  gallery.follow = true;
+  gallery.shown = null;
+  $("#gallery tbody").replaceChildren();
+  $("#gallery").removeAttribute("data-step");
+  every(3000, refreshSamples);
   $("#read-result").textContent = "";
   $("#ckpts tbody").replaceChildren();
   $("#ckpts").removeAttribute("data-run");
@@ -682,6 +688,41 @@ $("#btn-eval").addEventListener("click", async () => {
     toast(`evaluation started as run ${res.id}`);
     location.hash = `#/run/${res.id}`;
   } catch (e) { toast(`evaluation refused: ${e.message}`, true); }
+});
+
+// -- predictions gallery: the fixed validation lines, read at each validation
+const gallery = { steps: [], follow: true, shown: null };
+async function refreshSamples() {
+  const id = runView.id;
+  let d;
+  try { d = await api(`/api/runs/${id}/samples`); } catch (_) { return; }
+  if (id !== runView.id) return;
+  gallery.steps = d.steps;
+  const slider = $("#gallery-step");
+  slider.max = String(Math.max(d.steps.length - 1, 0));
+  slider.disabled = d.steps.length < 2;
+  $("#gallery-status").textContent = d.steps.length ? `${d.steps.length} validation(s)` : "no validation yet";
+  if (gallery.follow && d.step !== null && d.step !== gallery.shown) {
+    slider.value = String(d.steps.length - 1);
+    showSamples(d);
+  }
+}
+function showSamples(d) {
+  gallery.shown = d.step;
+  $("#gallery-step-label").textContent = d.step === null ? "" : `${d.step} (epoch ${(d.epoch ?? 0) + 1})`;
+  $("#gallery").setAttribute("data-step", String(d.step));
+  $("#gallery tbody").replaceChildren(...d.lines.map((l) => el("tr", { class: l.reading === l.truth ? "right" : "wrong" },
+    el("td", { class: "img" }, el("img", { src: l.image, alt: l.truth, loading: "lazy" })),
+    el("td", { class: "truth", text: l.truth }),
+    el("td", { class: "reading", text: l.reading === "" ? "(nothing)" : l.reading }),
+    el("td", { class: "num cer", text: l.cer.toFixed(3) }))));
+}
+$("#gallery-step").addEventListener("input", async () => {
+  const i = parseInt($("#gallery-step").value, 10);
+  gallery.follow = i === gallery.steps.length - 1;
+  const step = gallery.steps[i];
+  if (step === undefined) return;
+  try { showSamples(await api(`/api/runs/${runView.id}/samples?step=${step}`)); } catch (e) { toast(e.message, true); }
 });
 
 // -- process tree
