@@ -178,7 +178,7 @@ def test_orphan_highlighted_and_cleaned_up_after_dry_run(
         page.click(f"{block} button.run-cleanup")
         page.wait_for_selector("#cleanup-box:not(.hidden)")
         plan = page.inner_text("#cleanup-plan")
-        assert f'"pid": {orphan.pid}' in plan, plan
+        assert f"pid {orphan.pid}" in plan and "End 1 orphaned process" in plan, plan
         assert orphan.poll() is None, "a dry run must not signal anything"
         if os.environ.get("OCRTRAIN_SCREENSHOTS") == "1":
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -188,6 +188,8 @@ def test_orphan_highlighted_and_cleaned_up_after_dry_run(
             "document.querySelector('#cleanup-box h3').textContent === 'Cleanup report'"
         )
         orphan.wait(timeout=30)
+        report = page.inner_text("#cleanup-plan")
+        assert "Ended" in report and f"pid {orphan.pid}" in report, report
         page.wait_for_selector(block, state="detached")
     finally:
         if orphan.poll() is None:

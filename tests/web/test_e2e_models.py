@@ -9,6 +9,7 @@ Set OCRTRAIN_SCREENSHOTS=1 to also write docs/screenshots/{runs-table,run-checkp
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,13 @@ def test_choose_a_model(make_server: Callable[..., UIServer], page: Any, tmp_pat
     page.wait_for_selector("#run-state.succeeded", timeout=300_000)
     page.wait_for_function(
         "[...document.querySelectorAll('#log div')].some(d => d.textContent.includes('line_acc'))"
+    )
+    # The timeline speaks human units: no raw byte counts, no JSON blobs.
+    page.wait_for_function("document.querySelector('#timeline').textContent.includes('exited')")
+    timeline = page.inner_text("#timeline")
+    assert re.search(r"peak rss: [\d.]+ [KMG]iB", timeline) and "{" not in timeline, timeline
+    page.wait_for_function(
+        "document.querySelector('#run-procs-status').textContent === 'no live process'"
     )
     for run_id in [*ids, eval_id]:
         wait_for(lambda rid=run_id: not run_pids(rid), 30, "the run's processes to end")

@@ -302,6 +302,8 @@ def run_processes_view(request: Request, run_id: str) -> dict[str, Any]:
     ctx = get_ctx(request)
     rec = find_run(ctx, run_id)
     snap = ctx.monitor.snapshot()
+    if rec.ended_at is not None and snap.get("taken_at", 0) < rec.ended_at:
+        ctx.monitor.invalidate()  # taken while the run was live: the next poll is fresh
     for run in snap.get("runs", []):
         if run.get("id") == rec.id:
             return {"run": run, "host": snap.get("host"), "taken_at": snap.get("taken_at")}

@@ -480,11 +480,13 @@ function openRun(id) {
 }
 
 async function refreshRun() {
+  const id = runView.id;
   let d;
-  try { d = await api(`/api/runs/${runView.id}`); } catch (e) {
-    if (e.status === 404) $("#run-title").textContent = `${runView.id}: not found`;
+  try { d = await api(`/api/runs/${id}`); } catch (e) {
+    if (e.status === 404 && id === runView.id) $("#run-title").textContent = `${id}: not found`;
     return;
   }
+  if (id !== runView.id) return; // another run was opened while this answer was on its way
   state.clockSkew = d.now - Date.now() / 1000;
   const r = d.run;
   runView.run = r;
@@ -504,12 +506,32 @@ async function refreshRun() {
   const fresh = d.events.filter((e) => e.seq > runView.lastSeq);
   for (const e of fresh) {
     runView.lastSeq = e.seq;
-    const detail = Object.entries(e.detail || {}).filter(([, v]) => v !== null && v !== "" && !(typeof v === "object" && !Object.keys(v).length))
-      .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+    const detail = fmtDetail(e.detail || {});
     $("#timeline").append(el("li", { class: `k-${e.kind}` }, el("span", { class: "t", text: fmtTime(e.ts) }),
       el("b", { text: e.kind.replace(/_/g, " ") }), e.pid ? ` pid ${e.pid}` : "", e.signal ? ` sig ${e.signal}` : "",
       detail ? el("div", { class: "d", text: detail }) : null));
   }
+}
+
+// An event's details in human units: sizes in bytes as KiB/MiB, seconds as durations, times
+// as clock times, nested objects as "key value" pairs.
+function fmtDetailValue(k, v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "number") {
+    if (/(rss|bytes|mem)/.test(k)) return fmtBytes(v);
+    if (/(_s|grace|timeout|elapsed|duration)$/.test(k)) return v < 60 ? `${+v.toFixed(2)} s` : fmtDur(v);
+    if (/(_at|^ts|deadline)$/.test(k) && v > 1e9) return fmtTime(v);
+    return String(+v.toFixed(3));
+  }
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (Array.isArray(v)) return v.map((x) => fmtDetailValue(k, x)).join(", ");
+  if (typeof v === "object") return Object.entries(v).map(([kk, vv]) => `${kk} ${fmtDetailValue(kk, vv)}`).join(", ");
+  return String(v);
+}
+function fmtDetail(detail) {
+  return Object.entries(detail)
+    .filter(([, v]) => v !== null && v !== "" && !(typeof v === "object" && !Object.keys(v).length))
+    .map(([k, v]) => `${k.replace(/_/g, " ")}: ${fmtDetailValue(k, v)}`).join(" · ");
 }
 
 function updateCountdown() {
@@ -614,8 +636,10 @@ $("#follow").addEventListener("change", () => { if ($("#follow").checked) $("#lo
 
 // -- metrics
 async function refreshMetrics() {
+  const id = runView.id;
   let d;
-  try { d = await api(`/api/runs/${runView.id}/metrics?offset=${runView.metricsOffset}`); } catch (_) { return; }
+  try { d = await api(`/api/runs/${id}/metrics?offset=${runView.metricsOffset}`); } catch (_) { return; }
+  if (id !== runView.id) return;
   if (d.points.length) {
     runView.metrics.push(...d.points);
     if (runView.metrics.length > 20000) runView.metrics.splice(0, runView.metrics.length - 20000);
@@ -712,7 +736,7 @@ function showSamples(d) {
   $("#gallery-step-label").textContent = d.step === null ? "" : `${d.step} (epoch ${(d.epoch ?? 0) + 1})`;
   $("#gallery").setAttribute("data-step", String(d.step));
   $("#gallery tbody").replaceChildren(...d.lines.map((l) => el("tr", { class: l.reading === l.truth ? "right" : "wrong" },
-    el("td", { class: "img" }, el("img", { src: l.image, alt: l.truth, loading: "lazy" })),
+    el("td", { class: "img" }, el("img", { src: l.image, alt: l.truth })),
     el("td", { class: "truth", text: l.truth }),
     el("td", { class: "reading", text: l.reading === "" ? "(nothing)" : l.reading }),
     el("td", { class: "num cer", text: l.cer.toFixed(3) }))));
@@ -756,13 +780,17 @@ function procRows(procs) {
 }
 
 async function refreshRunProcs() {
+  const id = runView.id;
   let d;
-  try { d = await api(`/api/runs/${runView.id}/processes`); } catch (_) { return; }
+  try { d = await api(`/api/runs/${id}/processes`); } catch (_) { return; }
+  if (id !== runView.id) return;
   const tbody = $("#run-procs tbody");
   const procs = d.run ? d.run.processes || [] : [];
   tbody.replaceChildren(...procRows(procs));
   const flags = d.run && d.run.flags && d.run.flags.length ? ` · ${d.run.flags.join(", ")}` : "";
-  $("#run-procs-status").textContent = procs.length ? `${procs.length} live${flags}` : "no live process";
+  const ended = runView.run && !runView.run.active;
+  $("#run-procs-status").textContent = !procs.length ? "no live process"
+    : ended ? `${procs.length} still alive after the run ended${flags}` : `${procs.length} live${flags}`;
 }
 
 // ---------------------------------------------------------------- processes view
@@ -796,10 +824,39 @@ async function cleanupDryRun(runId) {
   $("#cleanup-box h3").textContent = runId ? `Cleanup of run ${runId} (dry run)` : "Cleanup of all orphans (dry run)";
   try {
     const res = await api("/api/cleanup", { method: "POST", body: { dry_run: true, run_id: runId } });
-    $("#cleanup-plan").textContent = JSON.stringify(res.plan, null, 2);
-    $("#btn-cleanup-go").disabled = false;
+    showCleanupPlan(res.plan);
     $("#cleanup-box").classList.remove("hidden");
   } catch (e) { toast(`cleanup unavailable: ${e.message}`, true); }
+}
+function procLine(p) {
+  const who = [p.role || "process", p.run_id ? `of run ${p.run_id}` : null].filter(Boolean).join(" ");
+  return el("li", {}, el("b", { text: `pid ${p.pid}` }), ` ${who}`, p.reason ? el("span", { class: "muted", text: ` — ${p.reason}` }) : null,
+    p.cmdline ? el("div", { class: "mono muted", text: p.cmdline }) : null);
+}
+function cleanupSection(title, items) {
+  return items.length ? [el("h4", { text: title }), el("ul", {}, ...items)] : [];
+}
+function showCleanupPlan(plan) {
+  const box = $("#cleanup-plan");
+  const items = plan.items || [];
+  const nothing = !items.length && !(plan.stale_runs || []).length && !(plan.live_runs || []).length;
+  box.replaceChildren(
+    el("p", { class: "muted", text: `Planned at ${fmtTime(plan.created_at)}. Processes get SIGTERM, then SIGKILL after the grace.` }),
+    ...(nothing ? [el("p", { text: "Nothing to clean up: no orphaned process and no stale run." })] : []),
+    ...cleanupSection(`End ${items.length} orphaned process${items.length === 1 ? "" : "es"}`, items.map(procLine)),
+    ...cleanupSection("Stop these live runs through their supervisors", (plan.live_runs || []).map((r) => el("li", { class: "mono", text: r }))),
+    ...cleanupSection("Close these runs as lost (their supervisor is gone)", (plan.stale_runs || []).map((r) => el("li", { class: "mono", text: r }))));
+  $("#btn-cleanup-go").disabled = nothing;
+}
+function showCleanupReport(rep) {
+  const ids = (xs) => xs.map((r) => el("li", { class: "mono", text: typeof r === "string" ? r : JSON.stringify(r) }));
+  $("#cleanup-plan").replaceChildren(
+    el("p", { text: rep.ok ? "Every planned process has ended." : "Some processes could not be ended (below)." }),
+    ...cleanupSection("Ended", (rep.ended || []).map(procLine)),
+    ...cleanupSection("Could not be ended", (rep.survived || []).map(procLine)),
+    ...cleanupSection("Left alone", (rep.skipped || []).map(procLine)),
+    ...cleanupSection("Runs closed as lost", ids(rep.marked_lost || [])),
+    ...cleanupSection("Runs stopped", ids(rep.stopped_runs || [])));
 }
 $("#btn-cleanup").addEventListener("click", () => cleanupDryRun(null));
 $("#btn-cleanup-cancel").addEventListener("click", () => $("#cleanup-box").classList.add("hidden"));
@@ -809,7 +866,7 @@ $("#btn-cleanup-go").addEventListener("click", async () => {
     const res = await api("/api/cleanup", { method: "POST", body: { dry_run: false, run_id: cleanupScope } });
     $("#cleanup-msg").textContent = res.ok ? "done" : "done, with problems (see the report)";
     $("#cleanup-box h3").textContent = "Cleanup report";
-    $("#cleanup-plan").textContent = JSON.stringify(res.report, null, 2);
+    showCleanupReport(res.report);
     refreshProcesses();
   } catch (e) { toast(`cleanup failed: ${e.message}`, true); }
 });
