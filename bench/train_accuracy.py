@@ -1,6 +1,6 @@
 """Accuracy of a trained checkpoint on held-out-font synthetic lines, per degradation preset.
 
-    .venv/bin/python bench/train_accuracy.py [--ckpt outputs/receipts/checkpoints/best.ckpt]
+    .venv/bin/python bench/train_accuracy.py [--ckpt outputs/receipts/latest/checkpoints/best.ckpt]
         [--n 1000] [--presets clean,default,heavy,severe,plain]
 
 The lines are rendered in `data.test_fonts` (never used for training) with a seed no
@@ -44,7 +44,7 @@ def score(model: object, dataset: SynthLines) -> tuple[TextScore, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", default="outputs/receipts/checkpoints/best.ckpt")
+    parser.add_argument("--ckpt", default="outputs/receipts/latest/checkpoints/best.ckpt")
     parser.add_argument("--n", type=int, default=1000, help="lines per preset")
     parser.add_argument("--presets", default="clean,default,heavy,severe,plain")
     args = parser.parse_args(argv)

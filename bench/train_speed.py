@@ -115,7 +115,7 @@ def inference_speed(ckpt: str | None, outputs: Path, n: int = 256) -> tuple[floa
     data = write_synth_folder(outputs / "infer", n, ["pillow"], seed=9)
     images = sorted((data / "images").glob("*.png"))
     if ckpt is None:
-        ckpt = str(next(outputs.glob("*/checkpoints/last.ckpt")))
+        ckpt = str(next(outputs.glob("*/latest/checkpoints/last.ckpt")))
     predict_images(ckpt, images[:32])  # warm-up
     t0 = time.perf_counter()
     predict_images(ckpt, images)

@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from ocrtrain import __version__
 from ocrtrain.procman.errors import OcrtrainError, UsageError
 
 # Each module exposes `register(subparsers) -> None`; handlers are `func(args) -> int`.
@@ -31,8 +32,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ERROR: {self.prog}: {message}\n")
 
 
+DESCRIPTION = (
+    "Train an OCR model for text lines, and launch, watch, stop and clean up training runs: "
+    "no process of a run outlives it."
+)
+EPILOG = (
+    "Start with `ocrtrain train debug=smoke` (a seconds-long run), `ocrtrain ui` (the web UI) "
+    "or `ocrtrain COMMAND --help`."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ocrtrain", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="ocrtrain", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"ocrtrain {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -105,3 +106,20 @@ def run_of(doc: dict[str, Any], run_id: str) -> dict[str, Any]:
     runs = [r for r in doc["runs"] if r["id"] == run_id]
     assert len(runs) == 1, f"run {run_id} not in the snapshot"
     return runs[0]
+
+
+def readable_monitor_script(dest: Path) -> Path:
+    """A copy of `scripts/process_monitor.py` and the package sources it imports, in `dest`
+    (world-readable), for a test that runs it as another user: that user may not be able to
+    read the checkout (a clone in a mode-700 folder such as root's home)."""
+    (dest / "scripts").mkdir(parents=True, exist_ok=True)
+    script = shutil.copy(REPO / "scripts" / "process_monitor.py", dest / "scripts")
+    shutil.copytree(
+        REPO / "src" / "ocrtrain",
+        dest / "src" / "ocrtrain",
+        ignore=shutil.ignore_patterns("__pycache__", "static"),
+        dirs_exist_ok=True,
+    )
+    for path in [dest, *dest.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return Path(script)

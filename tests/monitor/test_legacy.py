@@ -12,7 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mon_helpers import BIN, assert_none_alive, identity, ocrtrain, wait_until
+from mon_helpers import (
+    BIN,
+    assert_none_alive,
+    identity,
+    ocrtrain,
+    readable_monitor_script,
+    wait_until,
+)
 
 from ocrtrain.monitor.legacy import script_matches, script_of
 
@@ -151,7 +158,7 @@ def test_all_users_needs_root(workdir: Path, other_user: str) -> None:
     import pwd
 
     uid = pwd.getpwnam(other_user).pw_uid
-    script = Path(__file__).resolve().parents[2] / "scripts" / "process_monitor.py"
+    script = readable_monitor_script(workdir / "checkout")
     out = subprocess.run(
         [SYSTEM_PYTHON, str(script), "--list", "--match", "runners/train.py", "--all-users"],
         capture_output=True,

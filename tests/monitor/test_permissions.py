@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mon_helpers import REPO, alive, assert_none_alive, identity
+from mon_helpers import alive, assert_none_alive, identity, readable_monitor_script
 
 from ocrtrain.procman.journal import Journal, RunRecord, RunState
 
@@ -52,7 +52,8 @@ def test_unprivileged_cleanup_reports_permission_denied(other_user: str, procs) 
         journal.close()
         for path in [home, *home.rglob("*")]:
             os.chown(path, pw.pw_uid, pw.pw_gid)
-        cmd = [SYSTEM_PYTHON, str(REPO / "scripts" / "process_monitor.py")]
+        script = readable_monitor_script(home / "checkout")
+        cmd = [SYSTEM_PYTHON, str(script)]
         user_env = {"PATH": "/usr/bin:/bin", "OCRTRAIN_HOME": str(home)}
 
         def as_user(*args: str) -> subprocess.CompletedProcess[str]:

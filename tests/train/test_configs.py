@@ -8,23 +8,13 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ocrtrain.train.config import compose, config_dir, cpu_precision
+from ocrtrain.train.config import GROUPS, compose, config_dir, cpu_precision
 from ocrtrain.train.errors import ConfigError
+from ocrtrain.train.loggers import build_loggers
 from ocrtrain.train.train import build
 
 GROUP_OPTIONS = [
-    (group, p.stem)
-    for group in (
-        "data",
-        "model",
-        "trainer",
-        "dataloaders",
-        "callbacks",
-        "paths",
-        "debug",
-        "experiment",
-    )
-    for p in sorted((config_dir() / group).glob("*.yaml"))
+    (group, p.stem) for group in GROUPS for p in sorted((config_dir() / group).glob("*.yaml"))
 ]
 
 
@@ -44,6 +34,9 @@ def test_every_group_option_composes_and_instantiates(
     for split in ("train", "val", "test"):
         assert split in dm.datasets
     assert not any(tmp_path.iterdir())  # composing and building writes nothing
+    # Loggers are built last (MLflow's creates its store folder).
+    trainer.loggers = build_loggers(cfg.get("logger"), build)
+    assert len(trainer.loggers) == len(cfg.get("logger") or {})
 
 
 def test_dataloader_defaults_keep_workers_and_use_the_cores() -> None:
@@ -71,6 +64,7 @@ def test_overrides_apply_on_top_of_debug_smoke() -> None:
         (["data.batch_size=1.5"], "data.batch_size: expected int"),
         (["dataloaders.train.persistent_workers=3"], "expected bool"),
         (["debug=nope"], "nope"),
+        (["logger=null"], "write ~logger to leave the group out"),
         (["hydra.run.dir=/tmp/x"], "hydra.* settings do not apply"),
     ],
 )

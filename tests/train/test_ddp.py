@@ -81,7 +81,9 @@ def test_two_ranks_train_to_one_run_folder(start_train, tmp_path: Path) -> None:
     assert all("val/cer" in r for r in val)
     assert out.count("test  cer") == 1 and out.count(f"val   epoch 1 step {BATCHES} ") == 1
     ckpt = torch.load(
-        outputs / "ddp" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+        outputs / "ddp" / "latest" / "checkpoints" / "last.ckpt",
+        map_location="cpu",
+        weights_only=False,
     )
     assert ckpt["global_step"] == EPOCHS * BATCHES
 
@@ -110,7 +112,7 @@ def test_sigterm_to_the_run_stops_both_ranks_and_resume_finishes(
     rc, out = p.wait(timeout=60)
     assert rc == 143, out
     p.assert_no_survivors()
-    last = outputs / "ddpstop" / "checkpoints" / "last.ckpt"
+    last = outputs / "ddpstop" / "latest" / "checkpoints" / "last.ckpt"
     stopped_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
     assert stopped_at >= 2, out
 
@@ -139,7 +141,9 @@ def test_a_time_budget_stops_both_ranks_at_the_same_step(start_train, tmp_path: 
     p.assert_no_survivors()
     assert out.count("training ends at step") == 1 and out.count("test  cer") == 1, out
     ckpt = torch.load(
-        outputs / "ddpbudget" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+        outputs / "ddpbudget" / "latest" / "checkpoints" / "last.ckpt",
+        map_location="cpu",
+        weights_only=False,
     )
     groups = ckpt["optimizer_states"][0]["param_groups"]
     assert all(g["lr"] < g["max_lr"] * 1e-3 for g in groups), groups  # the cycle ended

@@ -35,7 +35,8 @@ def _global_step(ckpt: Path) -> int:
 
 
 def _ckpt_dir(outputs: Path, experiment: str) -> Path:
-    return outputs / experiment / "checkpoints"
+    """The checkpoints of the experiment's newest run (`latest` links to it)."""
+    return outputs / experiment / "latest" / "checkpoints"
 
 
 def test_smoke_training_under_the_supervisor(start_train, ocrtrain_home: Path, tmp_path: Path):
@@ -111,6 +112,12 @@ def test_sigint_saves_and_resume_auto_reaches_the_same_step(start_train, tmp_pat
     q.assert_no_survivors()
     assert "resuming from" in out
     assert _global_step(last) == EPOCHS * BATCHES  # as the uninterrupted smoke run
+    # Each run kept its own checkpoints: the interrupted run's are still there, untouched.
+    first, second = sorted((outputs / "resume" / "runs").iterdir())
+    assert f"resuming from {first / 'checkpoints' / 'last.ckpt'}" in out
+    assert _global_step(first / "checkpoints" / "last.ckpt") == interrupted_at
+    assert (second / "checkpoints" / "best.ckpt").is_file()
+    assert last.resolve() == (second / "checkpoints" / "last.ckpt").resolve()
 
     # Training on for more epochs than the checkpoint's run: its one-cycle schedule is
     # refitted to the new length instead of stepping past its end.
@@ -120,6 +127,15 @@ def test_sigint_saves_and_resume_auto_reaches_the_same_step(start_train, tmp_pat
     r.assert_no_survivors()
     assert "one-cycle learning rate refitted" in out
     assert _global_step(last) == (EPOCHS + 1) * BATCHES
+
+    # Past trainer.max_epochs there is nothing to train: one line, exit 0, no new run folder.
+    runs_before = sorted((outputs / "resume" / "runs").iterdir())
+    r = start_train([*run, "resume=auto", f"trainer.max_epochs={EPOCHS + 1}"], outputs)
+    rc, out = r.wait(timeout=120)
+    assert rc == 0, out
+    assert f"has already reached trainer.max_epochs={EPOCHS + 1}" in out
+    assert "Traceback" not in out and "nothing to train" in out
+    assert sorted((outputs / "resume" / "runs").iterdir()) == runs_before
 
     # Its optimizer state belongs to the one-cycle schedule: another schedule is refused.
     q = start_train([*run, "resume=auto", "model.scheduler=constant"], outputs)

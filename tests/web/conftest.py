@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_helpers import UIServer, assert_no_run_processes, pid_alive
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, UIServer, assert_no_run_processes, pid_alive
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +43,27 @@ def make_server(ocrtrain_home: Path, tmp_path: Path) -> Iterator[Callable[..., U
 @pytest.fixture
 def server(make_server: Callable[..., UIServer]) -> UIServer:
     return make_server()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    # The server's CSP forbids eval, which Playwright's string predicates (wait_for_function)
+    # use; test_page_runs_under_its_csp loads the page with the CSP enforced.
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -221,10 +221,15 @@ def test_processes_and_prometheus(server: UIServer) -> None:
         mine = c.get(f"/api/runs/{run_id}/processes").json()["run"]
         assert mine["id"] == run_id
         text = c.get("/metrics").text
-        assert 'ocrtrain_runs{state="running"} 1' in text
-        assert re.search(rf'ocrtrain_run_processes\{{run="{run_id}",name="train"\}} \d', text)
-        assert re.search(rf'ocrtrain_run_rss_bytes\{{run="{run_id}",name="train"\}} \d', text)
+        assert 'ocrtrain_runs{state="running"} 1.0' in text
+        labels = rf'\{{name="train",run="{run_id}"\}}'
+        assert re.search(rf"ocrtrain_run_processes{labels} \d", text)
+        assert re.search(rf"ocrtrain_run_rss_bytes{labels} \d", text)
         assert "ocrtrain_orphans " in text
+        # The run's training progress, from its metrics.jsonl.
+        step = rf"ocrtrain_run_step{labels} \d"
+        wait_for(lambda: re.search(step, c.get("/metrics").text), 20, "the run's step")
+        assert "# TYPE ocrtrain_run_train_loss gauge" in c.get("/metrics").text
         c.post(f"/api/runs/{run_id}/stop", json={"force": True})
         wait_for(lambda: not run_pids(run_id), 20, "the run to end")
 

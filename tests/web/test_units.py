@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,40 @@ def test_loopback() -> None:
     assert _host_name("127.0.0.1:8765") == "127.0.0.1"
     assert _host_name("[::1]:8765") == "::1"
     assert _host_name("localhost") == "localhost"
+
+
+def test_latest_scores_reads_the_newest_train_and_val_records(tmp_path: Path) -> None:
+    from ocrtrain.web.routes.metrics import TAIL_BLOCK, latest_scores
+
+    path = tmp_path / "metrics.jsonl"
+    val = {"split": "val", "step": 10, "val/cer": 0.25, "val/line_acc": 0.5}
+    train = [{"split": "train", "step": s, "train/loss": 1.0 / s, "lr": 0.001} for s in range(1, 9)]
+    filler = [{"split": "train", "step": 11, "train/loss": 0.5}] * (3 * TAIL_BLOCK // 40)
+    lines = [json.dumps(r) for r in [*train, val, *filler]]
+    path.write_text("\n".join(lines) + '\n{"split": "tr')  # a record being written
+    found = latest_scores(path)
+    assert found["step"] == 11 and found["train/loss"] == 0.5 and "lr" not in found
+    assert found["val/cer"] == 0.25 and found["val/line_acc"] == 0.5
+    assert latest_scores(tmp_path / "missing.jsonl") == {}
+
+
+def test_run_scores_fold_the_file_incrementally(tmp_path: Path) -> None:
+    from ocrtrain.web.run_scores import scores_of
+
+    path = tmp_path / "metrics.jsonl"
+    records = [
+        {"split": "train", "step": 10, "train/loss": 3.0},
+        {"split": "val", "step": 10, "val/cer": 0.5, "val/line_acc": 0.1},
+        {"split": "train", "step": 20, "train/loss": 2.0},
+        {"split": "val", "step": 20, "val/cer": 0.2, "val/line_acc": 0.4},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in records) + '\n{"split": "val", "st')
+    s = scores_of(path)
+    assert (s.best_cer, s.line_acc_at_best, s.best_step) == (0.2, 0.4, 20)
+    assert (s.step, s.last_loss) == (20, 2.0)
+    with open(path, "a") as f:  # the torn record completes; a worse validation follows
+        f.write('ep": 30, "val/cer": 0.3, "val/line_acc": 0.3}\n')
+        f.write(json.dumps({"split": "train", "step": 40, "train/loss": 1.5}) + "\n")
+    s = scores_of(path)
+    assert (s.best_cer, s.best_step, s.step, s.last_loss) == (0.2, 20, 40, 1.5)
+    assert scores_of(tmp_path / "missing.jsonl").best_cer is None

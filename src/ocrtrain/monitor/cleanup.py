@@ -12,6 +12,7 @@ run, under the pseudo run id `legacy`).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from ocrtrain.procman.handoff import current_run_id, ensure_supervised
+    from ocrtrain.procman.home import ensure_home
     from ocrtrain.procman.journal import (
         ACTIVE_STATES,
         FINAL_STATES,
@@ -91,6 +92,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "errors": ("HomeError", "OcrtrainError", "RunNotFound", "SpawnError", "UsageError"),
     "handoff": ("current_run_id", "ensure_supervised"),
+    "home": ("ensure_home",),
     "journal": (
         "ACTIVE_STATES",
         "FINAL_STATES",
@@ -186,6 +188,7 @@ __all__ = [
     "by_run",
     "catches",
     "current_run_id",
+    "ensure_home",
     "ensure_supervised",
     "env_tag",
     "is_alive",

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, remove_stale_temps
+from ocrtrain.train.checkpoint_records import write_record
 from ocrtrain.train.errors import ConfigError, OutputWriteError
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,23 @@ class AtomicModelCheckpoint(ModelCheckpoint):
     def last_path(self) -> Path:
         return Path(str(self.dirpath)) / LAST
 
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        write_record(filepath, trainer, self.monitor)
+
+    def save_last_now(self, trainer: L.Trainer) -> None:
+        """Save `last.ckpt` outside Lightning's schedule (a signal, the end of training)."""
+        trainer.save_checkpoint(str(self.last_path))
+        self._last_global_step_saved = trainer.global_step
+        write_record(self.last_path, trainer, None)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A run that stops between two saves (its time budget, `max_steps`) leaves its final
         weights in `last.ckpt` too, so `resume=auto` has nothing to redo."""
         super().on_train_end(trainer, pl_module)
         saved = getattr(self, "_last_global_step_saved", None)  # Lightning's own bookkeeping
         if self.save_last and self.dirpath and saved != trainer.global_step:
-            trainer.save_checkpoint(str(self.last_path))
-            self._last_global_step_saved = trainer.global_step
+            self.save_last_now(trainer)
 
 
 class GracefulSignals(Callback):
@@ -154,7 +164,7 @@ class GracefulSignals(Callback):
     def _save(self, trainer: L.Trainer) -> None:
         for ckpt in trainer.checkpoint_callbacks:
             if isinstance(ckpt, AtomicModelCheckpoint) and ckpt.save_last and ckpt.dirpath:
-                trainer.save_checkpoint(str(ckpt.last_path))
+                ckpt.save_last_now(trainer)
                 if trainer.is_global_zero:
                     log.warning("saved %s at step %d", ckpt.last_path, trainer.global_step)
                 return

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from ocrtrain.procman import UsageError
@@ -32,9 +34,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_predict)
 
-    p = subparsers.add_parser("eval", help="CER and line accuracy on a labels.tsv folder")
+    p = subparsers.add_parser(
+        "eval", help="CER and line accuracy on a labels.tsv folder or fresh synthetic lines"
+    )
     p.add_argument("--ckpt", required=True, help="checkpoint written by training")
-    p.add_argument("--data", required=True, help="folder with labels.tsv and the images")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="folder with labels.tsv and the images")
+    what.add_argument(
+        "--synth",
+        type=int,
+        metavar="N",
+        help="N synthetic receipt lines in held-out fonts (as `data synth --fonts test`)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     p.set_defaults(func=cmd_eval)
@@ -86,7 +97,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.workers < 0:
         raise UsageError(f"--workers must be at least 0, not {args.workers}")
-    result = evaluate_folder(args.ckpt, args.data, num_workers=args.workers)
+    if args.synth is None:
+        result = evaluate_folder(args.ckpt, args.data, num_workers=args.workers)
+    else:
+        if args.synth < 1:
+            raise UsageError(f"--synth must be at least 1, not {args.synth}")
+        with tempfile.TemporaryDirectory(prefix="ocrtrain-eval-") as tmp:
+            write_synth(Path(tmp) / "lines", args.synth, seed=0, fonts="test", degrade="default")
+            result = evaluate_folder(args.ckpt, Path(tmp) / "lines", num_workers=args.workers)
     if args.json:
         print(json.dumps(result))
     else:
@@ -95,6 +113,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
+    out = write_synth(args.out, args.n, args.seed, args.fonts, args.degrade)
+    print(f"wrote {args.n} lines to {out}", file=sys.stderr)
+    return 0
+
+
+def write_synth(out: str | Path, n: int, seed: int, fonts: str, degrade: str) -> Path:
+    """Write `n` synthetic lines as a labels.tsv folder; `fonts` is 'train', 'test' or a
+    comma-separated list of font files, `degrade` a preset of `data.degrade_presets`."""
     from omegaconf import OmegaConf
 
     from ocrtrain.train.config import compose
@@ -105,21 +131,17 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     data = OmegaConf.to_container(compose([]).data)
     assert isinstance(data, dict)
     presets = data["degrade_presets"]
-    if args.degrade not in presets:
-        raise UsageError(f"--degrade must be one of {', '.join(presets)}, not {args.degrade!r}")
+    if degrade not in presets:
+        raise UsageError(f"--degrade must be one of {', '.join(presets)}, not {degrade!r}")
     chars = Charset(data["charset"]).chars
-    if args.fonts in ("train", "test"):
-        fonts = pick_fonts(data[f"{args.fonts}_fonts"], data["train_fonts"], args.fonts, chars)
+    if fonts in ("train", "test"):
+        chosen = pick_fonts(data[f"{fonts}_fonts"], data["train_fonts"], fonts, chars)
     else:  # fonts the user named: never silently replaced by others
-        names = [f.strip() for f in args.fonts.split(",") if f.strip()]
-        fonts = usable_fonts(names, "--fonts", chars, warn_missing=True)
-        if not fonts:
+        names = [f.strip() for f in fonts.split(",") if f.strip()]
+        chosen = usable_fonts(names, "--fonts", chars, warn_missing=True)
+        if not chosen:
             raise UsageError(
                 f"--fonts: none of {', '.join(names) or '(empty)'} is an installed font that "
                 "can draw the charset"
             )
-    out = write_synth_folder(
-        args.out, args.n, fonts, presets[args.degrade], seed=args.seed, charset=data["charset"]
-    )
-    print(f"wrote {args.n} lines to {out}", file=sys.stderr)
-    return 0
+    return write_synth_folder(out, n, chosen, presets[degrade], seed=seed, charset=data["charset"])

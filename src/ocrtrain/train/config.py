@@ -1,8 +1,9 @@
 """Compose the training config with Hydra's compose API and turn every config mistake into
 one `ConfigError` line (exit 2) instead of a Hydra traceback.
 
-The config tree lives in the repository's `configs/` folder; an editable install finds it
-next to the package (`src/../configs`). `OCRTRAIN_CONFIG_DIR` points elsewhere.
+The config tree ships inside the package (`ocrtrain/configs`, a link to the checkout's
+`configs/` that a wheel carries as package data), so an installed `ocrtrain train` runs from
+any folder. `OCRTRAIN_CONFIG_DIR` points elsewhere.
 """
 
 from __future__ import annotations
@@ -17,21 +18,32 @@ from ocrtrain.procman import CONFIG_DIR_ENV
 from ocrtrain.train.errors import ConfigError
 
 CONFIG_NAME = "train"
+PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Groups whose choice is itself an override (`debug=smoke`), not a value to type-check.
-GROUPS = ("data", "model", "trainer", "dataloaders", "callbacks", "paths", "debug", "experiment")
+GROUPS = (
+    "data",
+    "model",
+    "trainer",
+    "dataloaders",
+    "callbacks",
+    "logger",
+    "paths",
+    "debug",
+    "experiment",
+)
 
 
 def config_dir() -> Path:
     """The folder holding `train.yaml` and its groups."""
     env = os.environ.get(CONFIG_DIR_ENV)
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / "configs")
+    candidates.append(PACKAGE_CONFIGS)
     for cand in candidates:
         if (cand / f"{CONFIG_NAME}.yaml").is_file():
             return cand
     raise ConfigError(
         f"no {CONFIG_NAME}.yaml found in {', '.join(map(str, candidates))}; "
-        f"set {CONFIG_DIR_ENV} to the repository's configs/ folder"
+        f"set {CONFIG_DIR_ENV} to a folder holding {CONFIG_NAME}.yaml and its groups"
     )
 
 
@@ -88,6 +100,17 @@ def _refuse_hydra_settings(overrides: Sequence[str]) -> None:
             )
 
 
+def _refuse_null_groups(overrides: Sequence[str]) -> None:
+    """`logger=null` for a group with a default is no override Hydra takes (it raises a bare
+    ValueError): say what does."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key in GROUPS and value.strip().lower() in ("null", "none", "~"):
+            raise ConfigError(
+                f"{o}: choose one of {key}/'s configs, or write ~{key} to leave the group out"
+            )
+
+
 def compose(overrides: Sequence[str] = ()) -> Any:
     """The resolved config (`DictConfig`) of `train.yaml` with the given overrides."""
     from hydra import compose as hydra_compose
@@ -100,6 +123,7 @@ def compose(overrides: Sequence[str] = ()) -> Any:
     register_resolvers()
     overrides = list(overrides)
     _refuse_hydra_settings(overrides)
+    _refuse_null_groups(overrides)
     group_choices = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
     GlobalHydra.instance().clear()
     try:

@@ -25,3 +25,8 @@ class RunFailed(RuntimeError):
 class OutputWriteError(RunFailed):
     """A run output (checkpoint, metrics) could not be written: a full or read-only disk.
     The previous checkpoint is kept."""
+
+
+class NothingToTrain(Exception):
+    """The checkpoint to resume has already reached the run's end (`trainer.max_epochs`,
+    `max_steps` or its time budget): the CLIs say so in one line and exit 0."""

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 from ocrtrain.hydra_checks import folder_name_problem
 from ocrtrain.procman import RANKS_OUTPUT_DIR_ENV as RANKS_OUTPUT_DIR
 from ocrtrain.procman import RUN_DIR_ENV, UsageError
-from ocrtrain.train.errors import CheckpointError, ConfigError, RunFailed
+from ocrtrain.train.errors import CheckpointError, ConfigError, NothingToTrain, RunFailed
+from ocrtrain.train.run_folders import latest_checkpoint, point_latest
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,15 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _resume_path(cfg: Any, ckpt_dir: Path) -> Path | None:
+def _resume_path(cfg: Any, experiment_dir: Path) -> Path | None:
     resume = cfg.get("resume")
     if resume in (None, "", "none", "null", False):
         return None
     if resume == "auto":
-        last = ckpt_dir / "last.ckpt"
-        if last.is_file():
-            return last
-        log.info("resume=auto: no %s yet, starting fresh", last)
-        return None
+        last = latest_checkpoint(experiment_dir)
+        if last is None:
+            log.info("resume=auto: no checkpoint in %s yet, starting fresh", experiment_dir)
+        return last
     path = Path(str(resume)).expanduser().resolve()
     if not path.is_file():
         raise CheckpointError(f"resume checkpoint not found: {path}")
@@ -199,16 +198,20 @@ def train(cfg: Any) -> TrainResult:
         worker_lost,
     )
     from ocrtrain.train.inference import check_compatible, read_checkpoint
+    from ocrtrain.train.known_warnings import quiet_known_warnings
+    from ocrtrain.train.loggers import build_loggers
+    from ocrtrain.train.resume_check import training_left
 
-    # Lightning's own use of a torch API that torch deprecated: nothing a user can act on.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    # The checkpoint folder is per experiment by design (resume=auto finds it there).
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    quiet_known_warnings()
     shape = _job_shape()
-    output_dir = _shared_output_dir(Path(cfg.paths.output_dir).resolve())
+    composed_dir = Path(cfg.paths.output_dir).resolve()
+    output_dir = _shared_output_dir(composed_dir)
     rank_zero = rank_zero_only.rank == 0
     ckpt_dir = Path(cfg.paths.ckpt_dir).resolve()
-    ckpt_path = _resume_path(cfg, ckpt_dir) if shape is None or rank_zero else None
+    if ckpt_dir.is_relative_to(composed_dir):  # the run's own, in rank 0's folder
+        ckpt_dir = output_dir / ckpt_dir.relative_to(composed_dir)
+    experiment_dir = Path(cfg.paths.experiment_dir).resolve()
+    ckpt_path = _resume_path(cfg, experiment_dir) if shape is None or rank_zero else None
     if shape is not None:  # ranks of torchrun or srun: one job, rank 0's decisions
         from ocrtrain.dist import job
 
@@ -228,9 +231,15 @@ def train(cfg: Any) -> TrainResult:
         ckpt = read_checkpoint(ckpt_path)
         check_compatible(ckpt, dict(model.hparams), ckpt_path)
         _check_same_optimizer(ckpt, model.hparams, ckpt_path)
-        del ckpt  # Lightning reads it again to restore
+        reached = training_left(ckpt, cfg)
+        if reached is not None:
+            raise NothingToTrain(
+                f"{ckpt_path} has already reached {reached}: nothing to train "
+                "(raise that limit to train on)"
+            )
         if rank_zero:
-            log.warning("resuming from %s", ckpt_path)
+            log.warning("resuming from %s (step %s)", ckpt_path, ckpt.get("global_step"))
+        del ckpt  # Lightning reads it again to restore
 
     metrics_path = output_dir / "metrics.jsonl"
     bar = _use_bar(str(cfg.progress))
@@ -258,6 +267,8 @@ def train(cfg: Any) -> TrainResult:
     )
 
     created = _missing_dirs([output_dir, ckpt_dir]) if rank_zero else []
+    # Last of all: a logger may create its store (MLflow's mlruns/) as it is built.
+    trainer.loggers = build_loggers(cfg.get("logger"), build)
     if rank_zero:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -277,6 +288,8 @@ def train(cfg: Any) -> TrainResult:
     if rank_zero:
         OmegaConf.save(cfg, output_dir / "config.yaml")
         write_artifacts(output_dir, metrics_path, ckpt_dir)
+        if output_dir.parent.parent == experiment_dir:
+            point_latest(experiment_dir, output_dir)
         log.info("run output: %s", output_dir)
         # Ranks that Lightning starts for multi-device training inherit this environment.
         os.environ[RANKS_OUTPUT_DIR] = str(output_dir)
@@ -344,6 +357,9 @@ def _train_main(overrides: Sequence[str]) -> int:
     try:
         cfg = compose(overrides)
         return train(cfg).exit_code
+    except NothingToTrain as exc:
+        print(exc, file=sys.stderr)
+        return 0
     except UsageError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2

@@ -56,8 +56,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the FastAPI app (API under /api, docs at /docs, page at /, metrics at /metrics)."""
     from fastapi.staticfiles import StaticFiles
 
+    from ocrtrain.web.routes import checkpoints, metrics, pages, runs, samples, system
     from ocrtrain.web.routes import config as config_routes
-    from ocrtrain.web.routes import pages, runs, system
 
     settings = settings or WebSettings()
     ctx = WebContext(settings)
@@ -70,6 +70,9 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.state.ctx = ctx
     app.include_router(system.router)
     app.include_router(runs.router)
+    app.include_router(checkpoints.router)
+    app.include_router(metrics.router)
+    app.include_router(samples.router)
     app.include_router(config_routes.router)
     app.include_router(pages.router)
     _add_offline_docs(app)

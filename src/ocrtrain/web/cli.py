@@ -88,7 +88,7 @@ def read_token_file(path: Path) -> str:
 def save_token(token: str) -> Path:
     """Write `token` to `$OCRTRAIN_HOME/ui-token`: mode 0600 from creation, replaced
     atomically (never a moment with a readable or half-written file)."""
-    from ocrtrain.procman.home import ensure_home
+    from ocrtrain.procman import ensure_home
 
     path = ensure_home() / TOKEN_FILE
     tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}")

@@ -39,13 +39,11 @@ def _repo_root() -> Path:
 
 
 def default_config_dir() -> Path:
+    """`$OCRTRAIN_CONFIG_DIR`, else the configs the package ships (the checkout's configs/)."""
     env = os.environ.get(CONFIG_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    for base in (_repo_root(), Path.cwd()):
-        if (base / "configs" / "train.yaml").is_file():
-            return base / "configs"
-    return _repo_root() / "configs"
+    return Path(ocrtrain.__file__).resolve().parent / "configs"
 
 
 def default_train_script() -> Path:

@@ -16,6 +16,7 @@ from ocrtrain.procman import ACTIVE_STATES, Journal, to_json
 log = logging.getLogger(__name__)
 
 SNAPSHOT_TTL_S = 1.0
+FIRST_CPU_WINDOW_S = 0.25
 
 
 class MonitorUnavailable(RuntimeError):
@@ -73,6 +74,11 @@ class MonitorBridge:
         except ImportError:
             doc = self._fallback()
         else:
+            if self._previous is None:
+                # Host CPU is measured between two scans; the first scan alone would measure
+                # itself (a busy /proc walk: ~100%). A short idle window gives a true reading.
+                self._previous = collect(self.journal)
+                time.sleep(FIRST_CPU_WINDOW_S)
             snap = collect(self.journal, previous=self._previous)
             self._previous = snap
             doc = to_json(snap)

@@ -86,15 +86,20 @@ def _primitive(value: Any) -> bool:
     return value is None or isinstance(value, str | int | bool)
 
 
+def _list_problem(value: Any) -> str | None:
+    """Why `value` cannot replace a list default (None: it can)."""
+    if not isinstance(value, list):
+        return f"expected a list like [1,2], got {value!r}"
+    bad = next((v for v in value if not _primitive(v)), None)
+    return None if bad is None and value else f"list items must be plain values: {value!r}"
+
+
 def _value_problem(default: Any, value: Any) -> str | None:
     """Why `value` cannot replace `default` (None: it can)."""
     if isinstance(value, dict):
         return "mappings are not accepted here"
     if isinstance(default, list):
-        if not isinstance(value, list):
-            return f"expected a list like [1,2], got {value!r}"
-        bad = next((v for v in value if not _primitive(v)), None)
-        return None if bad is None and value else f"list items must be plain values: {value!r}"
+        return _list_problem(value)
     if isinstance(value, list):
         return f"expected a single value, got a list {value!r}"
     if not _primitive(value):

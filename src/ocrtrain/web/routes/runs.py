@@ -33,6 +33,7 @@ from ocrtrain.procman import (
 from ocrtrain.web import logs
 from ocrtrain.web.context import WebContext, get_ctx, read_artifacts
 from ocrtrain.web.hydra_form import OverrideError, command_text
+from ocrtrain.web.run_scores import scores_of
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class StopRequest(BaseModel):
     )
 
 
-def _find(ctx: WebContext, run_id: str) -> RunRecord:
+def find_run(ctx: WebContext, run_id: str) -> RunRecord:
     try:
         return ctx.journal.resolve(run_id)
     except RunNotFound as exc:
@@ -103,6 +104,9 @@ def run_summary(ctx: WebContext, rec: RunRecord) -> dict[str, Any]:
     out["command"] = command_text(rec.argv)
     end = rec.ended_at or time.time()
     out["duration_s"] = end - rec.started_at if rec.started_at else None
+    art = read_artifacts(rec)
+    metrics = art.get("metrics") if art else None
+    out["scores"] = scores_of(Path(str(metrics))).to_dict() if metrics else None
     return out
 
 
@@ -143,12 +147,20 @@ def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
         cwd=str(s.run_cwd),
         env={CONFIG_DIR_ENV: str(s.config_dir)},
     )
+    rec = start_run(ctx, spec)
+    return {"id": rec.id, "run": run_summary(ctx, rec)}
+
+
+def start_run(ctx: WebContext, spec: RunSpec) -> RunRecord:
+    """Start `spec` detached under the supervisor: 429 past `--max-runs` active runs, 409 if
+    refused, 500 if it failed. Counting and starting are one step under the launch lock."""
+    limit = ctx.settings.max_runs
     with ctx.launch_lock:
         active = ctx.journal.count_active()
-        if active >= s.max_runs:
+        if active >= limit:
             raise HTTPException(
                 429,
-                f"{active} runs are active and this UI allows {s.max_runs} at once "
+                f"{active} runs are active and this UI allows {limit} at once "
                 "(ocrtrain ui --max-runs): stop one, or wait for one to end",
             )
         try:
@@ -159,14 +171,14 @@ def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
             raise HTTPException(500, str(exc)) from None
     ctx.monitor.invalidate()
     rec = handle.record()
-    log.info("launched run %s: %s", rec.id, command_text(argv))
-    return {"id": rec.id, "run": run_summary(ctx, rec)}
+    log.info("launched run %s: %s", rec.id, command_text(spec.argv))
+    return rec
 
 
 @router.get("/{run_id}", summary="One run, its lifecycle events and stop countdown")
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     return {
         "run": run_summary(ctx, rec),
         "events": [e.to_dict() for e in ctx.journal.events(rec.id)],
@@ -180,7 +192,7 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
 def stop_run(request: Request, run_id: str, body: StopRequest | None = None) -> dict[str, Any]:
     ctx = get_ctx(request)
     body = body or StopRequest()
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     if rec.state in FINAL_STATES:
         raise HTTPException(409, f"run {rec.id} has already ended ({rec.state})")
     try:
@@ -188,7 +200,7 @@ def stop_run(request: Request, run_id: str, body: StopRequest | None = None) -> 
     except UsageError as exc:
         raise HTTPException(409, str(exc)) from None
     ctx.monitor.invalidate()
-    rec = _find(ctx, rec.id)
+    rec = find_run(ctx, rec.id)
     return {"id": rec.id, "state": str(rec.state), "stop": stop_info(ctx, rec)}
 
 
@@ -197,7 +209,7 @@ def run_events(
     request: Request, run_id: str, after: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> dict[str, Any]:
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     return {"events": [e.to_dict() for e in ctx.journal.events(rec.id, after_seq=after)]}
 
 
@@ -222,7 +234,7 @@ async def stream_logs(
     from, also honoured as `Last-Event-ID`) and a final `end` event once the run has ended and
     its log is read to the end."""
     ctx = get_ctx(request)
-    rec = await anyio.to_thread.run_sync(_find, ctx, run_id)
+    rec = await anyio.to_thread.run_sync(find_run, ctx, run_id)
     path = Path(rec.log_path)
     resume = request.headers.get("last-event-id")
     if offset is None and resume and resume.isdigit() and int(resume) <= MAX_OFFSET:
@@ -277,7 +289,7 @@ def search_logs(
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     return {"query": q, "hits": logs.search(Path(rec.log_path), q, limit)}
 
 
@@ -288,7 +300,7 @@ def run_metrics(
     """Records the trainer wrote (step, epoch, train/loss, val/cer, ...), read incrementally:
     pass back `offset` to get only new ones."""
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     art = read_artifacts(rec)
     metrics = art.get("metrics") if art else None
     if not metrics:
@@ -314,8 +326,10 @@ def run_metrics(
 @router.get("/{run_id}/processes", summary="The run's live process tree")
 def run_processes_view(request: Request, run_id: str) -> dict[str, Any]:
     ctx = get_ctx(request)
-    rec = _find(ctx, run_id)
+    rec = find_run(ctx, run_id)
     snap = ctx.monitor.snapshot()
+    if rec.ended_at is not None and snap.get("taken_at", 0) < rec.ended_at:
+        ctx.monitor.invalidate()  # taken while the run was live: the next poll is fresh
     for run in snap.get("runs", []):
         if run.get("id") == rec.id:
             return {"run": run, "host": snap.get("host"), "taken_at": snap.get("taken_at")}

@@ -98,11 +98,16 @@ function route() {
   if (state.es) { state.es.close(); state.es = null; }
   const hash = location.hash || "#/";
   const m = hash.match(/^#\/run\/([\w.-]+)/);
+  const cmp = hash.match(/^#\/compare\/([\w.,-]+)/);
   for (const v of document.querySelectorAll(".view")) v.classList.add("hidden");
-  $("#nav-runs").classList.toggle("active", hash === "#/" || !!m);
+  $("#nav-runs").classList.toggle("active", hash === "#/" || !!m || !!cmp);
   $("#nav-processes").classList.toggle("active", hash === "#/processes");
   every(3000, refreshGauges);
-  if (m) {
+  if (cmp) {
+    state.view = "compare";
+    $("#view-compare").classList.remove("hidden");
+    openCompare(cmp[1].split(",").filter(Boolean));
+  } else if (m) {
     state.view = "run";
     $("#view-run").classList.remove("hidden");
     openRun(m[1]);
@@ -155,26 +160,112 @@ async function refreshGauges() {
 }
 
 // ---------------------------------------------------------------- runs list
+const runsTable = { data: [], sort: "started", dir: -1, ticked: new Set() };
+const SORT_KEYS = {
+  state: (r) => r.state, name: (r) => r.name, id: (r) => r.id,
+  started: (r) => r.started_at || r.created_at, duration: (r) => r.duration_s,
+  cer: (r) => r.scores?.best_cer, acc: (r) => r.scores?.line_acc_at_best,
+  step: (r) => r.scores?.step, loss: (r) => r.scores?.last_loss,
+};
 async function refreshRuns() {
   let data;
   try { data = await api("/api/runs?limit=200"); } catch (e) { return; }
-  const tbody = $("#runs-table tbody");
-  const rows = data.runs.map((r) => {
+  runsTable.data = data.runs;
+  renderRuns();
+}
+function renderRuns() {
+  const all = runsTable.data;
+  const words = $("#runs-filter").value.toLowerCase().split(/\s+/).filter(Boolean);
+  const text = (r) => [r.name, r.id, r.state, ...(r.overrides || [r.command])].join(" ").toLowerCase();
+  const shown = all.filter((r) => words.every((w) => text(r).includes(w)));
+  const key = SORT_KEYS[runsTable.sort];
+  shown.sort((a, b) => {
+    const va = key(a);
+    const vb = key(b);
+    if (va === vb) return 0;
+    if (va === null || va === undefined) return 1; // runs without a value sort last either way
+    if (vb === null || vb === undefined) return -1;
+    return (va < vb ? -1 : 1) * runsTable.dir;
+  });
+  const bestCer = Math.min(...all.map((r) => r.scores?.best_cer ?? Infinity));
+  const num = (v, digits) => (v === null || v === undefined ? "–" : typeof v === "number" && digits ? v.toFixed(digits) : String(v));
+  const rows = shown.map((r) => {
     const ov = r.overrides ? r.overrides.join(" ") : r.command;
-    const tr = el("tr", { "data-id": r.id, onclick: () => { location.hash = `#/run/${r.id}`; } },
+    const sc = r.scores || {};
+    const tick = el("input", { type: "checkbox", class: "tick", "aria-label": `tick run ${r.id}`, onclick: (ev) => {
+      ev.stopPropagation();
+      if (ev.target.checked) runsTable.ticked.add(r.id); else runsTable.ticked.delete(r.id);
+      updateCompareButton();
+    } });
+    tick.checked = runsTable.ticked.has(r.id);
+    return el("tr", { "data-id": r.id, onclick: () => { location.hash = `#/run/${r.id}`; } },
+      el("td", { class: "tick" }, tick),
       el("td", {}, el("span", { class: `badge ${r.state}`, text: r.state })),
       el("td", { text: r.name }),
       el("td", { class: "mono", text: r.id }),
       el("td", { text: fmtTime(r.started_at || r.created_at, true) }),
       el("td", { text: fmtDur(r.duration_s) }),
+      el("td", { class: `num cer${sc.best_cer === bestCer ? " best" : ""}`, title: sc.best_step !== null && sc.best_step !== undefined ? `at step ${sc.best_step}` : "", text: num(sc.best_cer, 4) }),
+      el("td", { class: "num acc", text: num(sc.line_acc_at_best, 3) }),
+      el("td", { class: "num step", text: num(sc.step) }),
+      el("td", { class: "num loss", text: num(sc.last_loss, 4) }),
       el("td", { title: ov }, el("div", { class: "ov", text: ov })));
-    return tr;
   });
-  tbody.replaceChildren(...rows);
-  $("#runs-empty").classList.toggle("hidden", rows.length > 0);
-  const active = data.runs.filter((r) => r.active).length;
-  $("#runs-count").textContent = `${data.runs.length} shown, ${active} active`;
+  $("#runs-table tbody").replaceChildren(...rows);
+  for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
+    th.classList.toggle("sorted-asc", th.dataset.sort === runsTable.sort && runsTable.dir > 0);
+    th.classList.toggle("sorted-desc", th.dataset.sort === runsTable.sort && runsTable.dir < 0);
+  }
+  $("#runs-empty").classList.toggle("hidden", all.length > 0);
+  const active = all.filter((r) => r.active).length;
+  $("#runs-count").textContent = `${shown.length} of ${all.length} shown, ${active} active`;
+  updateCompareButton();
 }
+function updateCompareButton() {
+  const n = runsTable.ticked.size;
+  $("#btn-compare").disabled = n < 2;
+  $("#btn-compare").textContent = n >= 2 ? `Compare ${n} runs` : "Compare curves";
+}
+for (const th of document.querySelectorAll("#runs-table th[data-sort]")) {
+  th.addEventListener("click", () => {
+    const k = th.dataset.sort;
+    // Scores sort best first (lowest CER and loss, highest accuracy and step); dates newest first.
+    if (runsTable.sort === k) runsTable.dir = -runsTable.dir;
+    else runsTable.dir = ["cer", "loss", "name", "id", "state"].includes(k) ? 1 : -1;
+    runsTable.sort = k;
+    renderRuns();
+  });
+}
+$("#runs-filter").addEventListener("input", renderRuns);
+$("#btn-compare").addEventListener("click", () => { location.hash = `#/compare/${[...runsTable.ticked].join(",")}`; });
+
+// ---------------------------------------------------------------- compare runs
+const compareView = { ids: [], runs: [], board: null };
+const COMPARE_KEYS = ["val/cer", "val/line_acc", "train/loss", "lr"];
+async function openCompare(ids) {
+  compareView.ids = ids;
+  if (!compareView.board) compareView.board = new ChartBoard($("#compare-charts"));
+  compareView.board.clear();
+  every(3000, refreshCompare);
+}
+async function refreshCompare() {
+  const runs = [];
+  for (const id of compareView.ids) {
+    try {
+      const [info, m] = await Promise.all([api(`/api/runs/${id}`), api(`/api/runs/${id}/metrics`)]);
+      runs.push({ label: `${info.run.name} ${info.run.id}`, records: m.points });
+    } catch (_) { /* an unknown run is left out */ }
+  }
+  compareView.runs = runs;
+  $("#compare-status").textContent = `${runs.length} runs`;
+  drawCompare();
+}
+function drawCompare() {
+  if (!compareView.board) return;
+  compareView.board.showRuns(compareView.runs, COMPARE_KEYS, { xKey: $("#compare-x").value, logY: $("#compare-log").checked });
+}
+$("#compare-x").addEventListener("change", drawCompare);
+$("#compare-log").addEventListener("change", drawCompare);
 
 // ---------------------------------------------------------------- command builder
 const builder = {
@@ -366,6 +457,7 @@ const runView = { id: null, run: null, stop: null, lines: 0, metrics: [], metric
 
 function openRun(id) {
   Object.assign(runView, { id, run: null, stop: null, lines: 0, metrics: [], metricsOffset: 0, lastSeq: 0 });
+  if (runBoard) runBoard.clear();
   $("#log").replaceChildren();
   $("#log-hits").classList.add("hidden");
   $("#timeline").replaceChildren();
@@ -373,15 +465,28 @@ function openRun(id) {
   every(1000, refreshRun);
   every(2000, refreshMetrics);
   every(2000, refreshRunProcs);
+  every(3000, refreshCheckpoints);
+  gallery.steps = [];
+  gallery.follow = true;
+  gallery.shown = null;
+  $("#gallery tbody").replaceChildren();
+  $("#gallery").removeAttribute("data-step");
+  every(3000, refreshSamples);
+  $("#read-result").textContent = "";
+  $("#ckpts tbody").replaceChildren();
+  $("#ckpts").removeAttribute("data-run");
+  $("#ckpt-tools").classList.add("hidden");
   startLogStream(id);
 }
 
 async function refreshRun() {
+  const id = runView.id;
   let d;
-  try { d = await api(`/api/runs/${runView.id}`); } catch (e) {
-    if (e.status === 404) $("#run-title").textContent = `${runView.id}: not found`;
+  try { d = await api(`/api/runs/${id}`); } catch (e) {
+    if (e.status === 404 && id === runView.id) $("#run-title").textContent = `${id}: not found`;
     return;
   }
+  if (id !== runView.id) return; // another run was opened while this answer was on its way
   state.clockSkew = d.now - Date.now() / 1000;
   const r = d.run;
   runView.run = r;
@@ -401,12 +506,32 @@ async function refreshRun() {
   const fresh = d.events.filter((e) => e.seq > runView.lastSeq);
   for (const e of fresh) {
     runView.lastSeq = e.seq;
-    const detail = Object.entries(e.detail || {}).filter(([, v]) => v !== null && v !== "" && !(typeof v === "object" && !Object.keys(v).length))
-      .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+    const detail = fmtDetail(e.detail || {});
     $("#timeline").append(el("li", { class: `k-${e.kind}` }, el("span", { class: "t", text: fmtTime(e.ts) }),
       el("b", { text: e.kind.replace(/_/g, " ") }), e.pid ? ` pid ${e.pid}` : "", e.signal ? ` sig ${e.signal}` : "",
       detail ? el("div", { class: "d", text: detail }) : null));
   }
+}
+
+// An event's details in human units: sizes in bytes as KiB/MiB, seconds as durations, times
+// as clock times, nested objects as "key value" pairs.
+function fmtDetailValue(k, v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "number") {
+    if (/(rss|bytes|mem)/.test(k)) return fmtBytes(v);
+    if (/(_s|grace|timeout|elapsed|duration)$/.test(k)) return v < 60 ? `${+v.toFixed(2)} s` : fmtDur(v);
+    if (/(_at|^ts|deadline)$/.test(k) && v > 1e9) return fmtTime(v);
+    return String(+v.toFixed(3));
+  }
+  if (typeof v === "boolean") return v ? "yes" : "no";
+  if (Array.isArray(v)) return v.map((x) => fmtDetailValue(k, x)).join(", ");
+  if (typeof v === "object") return Object.entries(v).map(([kk, vv]) => `${kk} ${fmtDetailValue(kk, vv)}`).join(", ");
+  return String(v);
+}
+function fmtDetail(detail) {
+  return Object.entries(detail)
+    .filter(([, v]) => v !== null && v !== "" && !(typeof v === "object" && !Object.keys(v).length))
+    .map(([k, v]) => `${k.replace(/_/g, " ")}: ${fmtDetailValue(k, v)}`).join(" · ");
 }
 
 function updateCountdown() {
@@ -511,8 +636,10 @@ $("#follow").addEventListener("change", () => { if ($("#follow").checked) $("#lo
 
 // -- metrics
 async function refreshMetrics() {
+  const id = runView.id;
   let d;
-  try { d = await api(`/api/runs/${runView.id}/metrics?offset=${runView.metricsOffset}`); } catch (_) { return; }
+  try { d = await api(`/api/runs/${id}/metrics?offset=${runView.metricsOffset}`); } catch (_) { return; }
+  if (id !== runView.id) return;
   if (d.points.length) {
     runView.metrics.push(...d.points);
     if (runView.metrics.length > 20000) runView.metrics.splice(0, runView.metrics.length - 20000);
@@ -522,82 +649,105 @@ async function refreshMetrics() {
   drawCharts();
 }
 
+let runBoard = null;
 function drawCharts() {
-  const pts = runView.metrics;
-  const xKey = $("#metrics-x").value;
-  drawChart($("#chart-loss"), "loss", seriesOf(pts, xKey, (k) => /(^|\/)loss$/.test(k)), xKey);
-  drawChart($("#chart-cer"), "CER", seriesOf(pts, xKey, (k) => /(^|\/)cer$/.test(k)), xKey);
+  if (!runBoard) runBoard = new ChartBoard($("#charts"));
+  runBoard.showRun(runView.metrics, { xKey: $("#metrics-x").value, logY: $("#metrics-log").checked });
 }
 $("#metrics-x").addEventListener("change", drawCharts);
+$("#metrics-log").addEventListener("change", drawCharts);
 
-// Per epoch, a series holds the epoch's last value (train) or its one value (val, test).
-function seriesOf(points, xKey, match) {
-  const series = new Map();
-  for (const p of points) {
-    const x = p[xKey];
-    if (x === undefined || x === null) continue;
-    for (const [k, v] of Object.entries(p)) {
-      if (!match(k) || typeof v !== "number" || !isFinite(v)) continue;
-      if (!series.has(k)) series.set(k, []);
-      const arr = series.get(k);
-      if (xKey === "epoch" && arr.length && arr[arr.length - 1][0] === x) arr[arr.length - 1] = [x, v];
-      else arr.push([x, v]);
-    }
-  }
-  return series;
-}
-
-const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
-function niceNum(v) { return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2); }
-
-function drawChart(canvas, title, series, xLabel) {
-  const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 400;
-  const h = canvas.clientHeight || 170;
-  if (canvas.width !== Math.round(w * dpr)) { canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr); }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, w, h);
-  ctx.font = "11px system-ui, sans-serif";
-  const L = 46, R = 8, T = 18, B = 22;
-  ctx.fillStyle = "#1d2330";
-  ctx.fillText(title, 4, 12);
-  const all = [...series.values()].flat();
-  if (!all.length) { ctx.fillStyle = "#9ca3af"; ctx.fillText("waiting for metrics…", L, h / 2); return; }
-  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
-  for (const [x, y] of all) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
-  if (x1 === x0) x1 = x0 + 1;
-  if (y1 === y0) { y1 += 0.5; y0 -= 0.5; }
-  const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
-  const sx = (x) => L + ((x - x0) / (x1 - x0)) * (w - L - R);
-  const sy = (y) => T + (1 - (y - y0) / (y1 - y0)) * (h - T - B);
-  ctx.strokeStyle = "#e5e7eb"; ctx.fillStyle = "#6b7280"; ctx.lineWidth = 1;
-  for (let i = 0; i <= 4; i++) {
-    const y = y0 + ((y1 - y0) * i) / 4;
-    ctx.beginPath(); ctx.moveTo(L, sy(y)); ctx.lineTo(w - R, sy(y)); ctx.stroke();
-    ctx.fillText(niceNum(y), 2, sy(y) + 4);
-  }
-  const span = x1 - x0;
-  const stepX = Math.max(1, [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000].find((s) => span / s <= 6) || Math.ceil(span / 6));
-  for (let x = Math.ceil(x0 / stepX) * stepX; x <= x1; x += stepX) {
-    const label = String(x);
-    ctx.fillText(label, sx(x) - ctx.measureText(label).width / 2, h - 6);
-  }
-  ctx.fillText(xLabel, 2, h - 6);
-  let li = 0;
-  let lx = L + 40;
-  for (const [name, pts] of series) {
-    const c = COLORS[li++ % COLORS.length];
-    ctx.strokeStyle = c; ctx.fillStyle = c; ctx.lineWidth = 1.6;
-    ctx.beginPath();
-    pts.forEach(([x, y], i) => (i ? ctx.lineTo(sx(x), sy(y)) : ctx.moveTo(sx(x), sy(y))));
-    ctx.stroke();
-    if (pts.length < 60) for (const [x, y] of pts) { ctx.beginPath(); ctx.arc(sx(x), sy(y), 2.2, 0, 7); ctx.fill(); }
-    ctx.fillRect(lx, 6, 10, 3);
-    ctx.fillText(name, lx + 13, 12);
-    lx += ctx.measureText(name).width + 30;
+// -- checkpoints: download, read an image, evaluate (as a supervised run)
+const fmtScore = (v) => (v === null || v === undefined ? "–" : v.toFixed(4));
+async function refreshCheckpoints() {
+  const id = runView.id;
+  let d;
+  try { d = await api(`/api/runs/${id}/checkpoints`); } catch (_) { return; }
+  if (id !== runView.id) return; // another run was opened meanwhile
+  const base = `/api/runs/${encodeURIComponent(runView.id)}/checkpoints/`;
+  $("#ckpts tbody").replaceChildren(...d.checkpoints.map((c) => el("tr", { "data-name": c.name },
+    el("td", { class: "mono", title: c.path, text: c.name }),
+    el("td", { text: c.step ?? "–" }),
+    el("td", { text: fmtScore(c.metrics["val/cer"]) }),
+    el("td", { text: fmtBytes(c.size) }),
+    el("td", {}, el("a", { href: base + encodeURIComponent(c.name), download: "", class: "download", text: "Download" })))));
+  $("#ckpts").setAttribute("data-run", runView.id);
+  $("#ckpt-status").textContent = d.checkpoints.length ? d.folder : "none saved yet";
+  $("#ckpt-tools").classList.toggle("hidden", !d.checkpoints.length);
+  const pick = $("#ckpt-pick");
+  const names = d.checkpoints.map((c) => c.name);
+  if ([...pick.options].map((o) => o.value).join() !== names.join()) {
+    const keep = pick.value;
+    pick.replaceChildren(...names.map((n) => el("option", { value: n, text: n })));
+    if (names.includes(keep)) pick.value = keep;
   }
 }
+$("#read-file").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  ev.target.value = "";
+  if (!file) return;
+  const out = $("#read-result");
+  out.textContent = "reading…";
+  const url = `/api/runs/${encodeURIComponent(runView.id)}/checkpoints/${encodeURIComponent($("#ckpt-pick").value)}/read`;
+  try {
+    const resp = await fetch(url, { method: "POST", body: file,
+      headers: { "Content-Type": file.type || "image/png", "X-Ocrtrain-CSRF": csrfToken() } });
+    const data = await resp.json();
+    if (!resp.ok) throw new Error(data.detail || resp.statusText);
+    out.textContent = data.text === "" ? "(read nothing)" : data.text;
+    out.title = `${file.name}, read with ${data.checkpoint}`;
+  } catch (e) { out.textContent = ""; toast(`could not read ${file.name}: ${e.message}`, true); }
+});
+$("#eval-kind").addEventListener("change", () => {
+  $("#eval-arg").value = $("#eval-kind").value === "synth" ? "200" : "";
+  $("#eval-arg").placeholder = $("#eval-kind").value === "synth" ? "lines" : "/path/to/folder with labels.tsv";
+});
+$("#btn-eval").addEventListener("click", async () => {
+  const kind = $("#eval-kind").value;
+  const arg = $("#eval-arg").value.trim();
+  const body = kind === "synth" ? { synth: parseInt(arg, 10) } : { data: arg };
+  try {
+    const res = await api(`/api/runs/${encodeURIComponent(runView.id)}/checkpoints/${encodeURIComponent($("#ckpt-pick").value)}/evaluate`,
+      { method: "POST", body });
+    toast(`evaluation started as run ${res.id}`);
+    location.hash = `#/run/${res.id}`;
+  } catch (e) { toast(`evaluation refused: ${e.message}`, true); }
+});
+
+// -- predictions gallery: the fixed validation lines, read at each validation
+const gallery = { steps: [], follow: true, shown: null };
+async function refreshSamples() {
+  const id = runView.id;
+  let d;
+  try { d = await api(`/api/runs/${id}/samples`); } catch (_) { return; }
+  if (id !== runView.id) return;
+  gallery.steps = d.steps;
+  const slider = $("#gallery-step");
+  slider.max = String(Math.max(d.steps.length - 1, 0));
+  slider.disabled = d.steps.length < 2;
+  $("#gallery-status").textContent = d.steps.length ? `${d.steps.length} validation(s)` : "no validation yet";
+  if (gallery.follow && d.step !== null && d.step !== gallery.shown) {
+    slider.value = String(d.steps.length - 1);
+    showSamples(d);
+  }
+}
+function showSamples(d) {
+  gallery.shown = d.step;
+  $("#gallery-step-label").textContent = d.step === null ? "" : `${d.step} (epoch ${(d.epoch ?? 0) + 1})`;
+  $("#gallery").setAttribute("data-step", String(d.step));
+  $("#gallery tbody").replaceChildren(...d.lines.map((l) => el("tr", { class: l.reading === l.truth ? "right" : "wrong" },
+    el("td", { class: "img" }, el("img", { src: l.image, alt: l.truth })),
+    el("td", { class: "truth", text: l.truth }),
+    el("td", { class: "reading", text: l.reading === "" ? "(nothing)" : l.reading }),
+    el("td", { class: "num cer", text: l.cer.toFixed(3) }))));
+}
+$("#gallery-step").addEventListener("input", async () => {
+  const i = parseInt($("#gallery-step").value, 10);
+  gallery.follow = i === gallery.steps.length - 1;
+  const step = gallery.steps[i];
+  if (step === undefined) return;
+  try { showSamples(await api(`/api/runs/${runView.id}/samples?step=${step}`)); } catch (e) { toast(e.message, true); }
+});
 
 // -- process tree
 function procRows(procs) {
@@ -630,13 +780,17 @@ function procRows(procs) {
 }
 
 async function refreshRunProcs() {
+  const id = runView.id;
   let d;
-  try { d = await api(`/api/runs/${runView.id}/processes`); } catch (_) { return; }
+  try { d = await api(`/api/runs/${id}/processes`); } catch (_) { return; }
+  if (id !== runView.id) return;
   const tbody = $("#run-procs tbody");
   const procs = d.run ? d.run.processes || [] : [];
   tbody.replaceChildren(...procRows(procs));
   const flags = d.run && d.run.flags && d.run.flags.length ? ` · ${d.run.flags.join(", ")}` : "";
-  $("#run-procs-status").textContent = procs.length ? `${procs.length} live${flags}` : "no live process";
+  const ended = runView.run && !runView.run.active;
+  $("#run-procs-status").textContent = !procs.length ? "no live process"
+    : ended ? `${procs.length} still alive after the run ended${flags}` : `${procs.length} live${flags}`;
 }
 
 // ---------------------------------------------------------------- processes view
@@ -670,10 +824,39 @@ async function cleanupDryRun(runId) {
   $("#cleanup-box h3").textContent = runId ? `Cleanup of run ${runId} (dry run)` : "Cleanup of all orphans (dry run)";
   try {
     const res = await api("/api/cleanup", { method: "POST", body: { dry_run: true, run_id: runId } });
-    $("#cleanup-plan").textContent = JSON.stringify(res.plan, null, 2);
-    $("#btn-cleanup-go").disabled = false;
+    showCleanupPlan(res.plan);
     $("#cleanup-box").classList.remove("hidden");
   } catch (e) { toast(`cleanup unavailable: ${e.message}`, true); }
+}
+function procLine(p) {
+  const who = [p.role || "process", p.run_id ? `of run ${p.run_id}` : null].filter(Boolean).join(" ");
+  return el("li", {}, el("b", { text: `pid ${p.pid}` }), ` ${who}`, p.reason ? el("span", { class: "muted", text: ` — ${p.reason}` }) : null,
+    p.cmdline ? el("div", { class: "mono muted", text: p.cmdline }) : null);
+}
+function cleanupSection(title, items) {
+  return items.length ? [el("h4", { text: title }), el("ul", {}, ...items)] : [];
+}
+function showCleanupPlan(plan) {
+  const box = $("#cleanup-plan");
+  const items = plan.items || [];
+  const nothing = !items.length && !(plan.stale_runs || []).length && !(plan.live_runs || []).length;
+  box.replaceChildren(
+    el("p", { class: "muted", text: `Planned at ${fmtTime(plan.created_at)}. Processes get SIGTERM, then SIGKILL after the grace.` }),
+    ...(nothing ? [el("p", { text: "Nothing to clean up: no orphaned process and no stale run." })] : []),
+    ...cleanupSection(`End ${items.length} orphaned process${items.length === 1 ? "" : "es"}`, items.map(procLine)),
+    ...cleanupSection("Stop these live runs through their supervisors", (plan.live_runs || []).map((r) => el("li", { class: "mono", text: r }))),
+    ...cleanupSection("Close these runs as lost (their supervisor is gone)", (plan.stale_runs || []).map((r) => el("li", { class: "mono", text: r }))));
+  $("#btn-cleanup-go").disabled = nothing;
+}
+function showCleanupReport(rep) {
+  const ids = (xs) => xs.map((r) => el("li", { class: "mono", text: typeof r === "string" ? r : JSON.stringify(r) }));
+  $("#cleanup-plan").replaceChildren(
+    el("p", { text: rep.ok ? "Every planned process has ended." : "Some processes could not be ended (below)." }),
+    ...cleanupSection("Ended", (rep.ended || []).map(procLine)),
+    ...cleanupSection("Could not be ended", (rep.survived || []).map(procLine)),
+    ...cleanupSection("Left alone", (rep.skipped || []).map(procLine)),
+    ...cleanupSection("Runs closed as lost", ids(rep.marked_lost || [])),
+    ...cleanupSection("Runs stopped", ids(rep.stopped_runs || [])));
 }
 $("#btn-cleanup").addEventListener("click", () => cleanupDryRun(null));
 $("#btn-cleanup-cancel").addEventListener("click", () => $("#cleanup-box").classList.add("hidden"));
@@ -683,9 +866,8 @@ $("#btn-cleanup-go").addEventListener("click", async () => {
     const res = await api("/api/cleanup", { method: "POST", body: { dry_run: false, run_id: cleanupScope } });
     $("#cleanup-msg").textContent = res.ok ? "done" : "done, with problems (see the report)";
     $("#cleanup-box h3").textContent = "Cleanup report";
-    $("#cleanup-plan").textContent = JSON.stringify(res.report, null, 2);
+    showCleanupReport(res.report);
     refreshProcesses();
   } catch (e) { toast(`cleanup failed: ${e.message}`, true); }
 });
 
-route();
