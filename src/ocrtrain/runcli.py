@@ -253,7 +253,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         (pid for pid, t in table.items() if t.run_id == run.id and t.stat.state != "Z"),
         key=lambda pid: (table[pid].stat.start, pid),
     )
-    dumps = stacks.collect(pids, Path(run.log_path), procfs.read_cmdline)
+    dumps = stacks.collect_stacks(pids, Path(run.log_path), procfs.read_cmdline)
     if args.json:
         print(json.dumps([dataclasses.asdict(d) for d in dumps], indent=1))
         return 0

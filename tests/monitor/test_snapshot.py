@@ -21,6 +21,7 @@ from ocrtrain.procman.journal import Journal
 PROCESS_KEYS = {
     "pid", "ppid", "role", "state", "age_s", "cpu_percent", "rss_bytes", "threads",
     "io_read_bytes", "io_write_bytes", "gpu_mem_bytes", "gpu_util", "cmdline", "flags",
+    "global_rank", "local_rank", "node_rank", "step", "net_sent_bytes", "net_recv_bytes",
 }  # fmt: skip
 RUN_KEYS = {"id", "name", "user", "state", "flags", "supervisor_pid", "processes"}
 
@@ -39,7 +40,7 @@ def test_live_run_tree_roles_and_fields(journal: Journal, tmp_path: Path, procs)
         doc = to_json(snap)
         json.dumps(doc)  # serialisable as is
         assert set(doc) == {"taken_at", "host", "runs", "orphans"}
-        assert set(doc["host"]) == {"cpu_percent", "mem_total", "mem_used", "gpus"}
+        assert set(doc["host"]) == {"cpu_percent", "mem_total", "mem_used", "gpus", "nics"}
         assert doc["host"]["gpus"] == []  # no GPU here: N/A, not an error
         run = run_of(doc, rec.id)
         assert set(run) == RUN_KEYS
@@ -55,6 +56,9 @@ def test_live_run_tree_roles_and_fields(journal: Journal, tmp_path: Path, procs)
             rank["main"]: "rank",
             **{w: "worker" for w in rank["workers"]},
         }
+        places = {p["pid"]: (p["global_rank"], p["local_rank"]) for p in run["processes"]}
+        assert places[rank["main"]] == (1, 1), "a rank's place, from its launcher's variables"
+        assert places[rank["workers"][0]] == (None, None), "workers are no ranks"
         for p in run["processes"]:
             assert set(p) == PROCESS_KEYS
             assert p["flags"] == []

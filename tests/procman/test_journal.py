@@ -124,3 +124,42 @@ def test_default_run_names() -> None:
     assert name("python3", "-c", "print(1)") == "python3"
     assert name("/bin/sleep", "5") == "sleep"
     assert RunSpec(argv=("sleep",), name="nap").display_name == "nap"
+
+
+V1_RUNS = """CREATE TABLE runs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, argv TEXT NOT NULL, cwd TEXT NOT NULL,
+    user TEXT NOT NULL, host TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL,
+    grace REAL NOT NULL, log_path TEXT NOT NULL, run_dir TEXT NOT NULL, detached INTEGER NOT NULL,
+    supervisor_pid INTEGER, supervisor_start INTEGER, child_pid INTEGER, child_start INTEGER,
+    pgid INTEGER, sid INTEGER, cgroup TEXT, watchdog_pid INTEGER, watchdog_start INTEGER,
+    started_at REAL, ended_at REAL, exit_code INTEGER, exit_signal INTEGER, reason TEXT,
+    tiers TEXT NOT NULL, limits TEXT NOT NULL
+)"""
+
+
+def test_a_journal_of_schema_1_gains_jobs_and_ranks(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ocrtrain.procman.journal import JOURNAL_FILE, RankRecord
+
+    old = sqlite3.connect(tmp_path / JOURNAL_FILE)
+    old.execute(V1_RUNS)
+    old.execute(
+        "INSERT INTO runs VALUES ('r1', 'old', '[]', '/', 'u', 'h', 'succeeded', 1.0, 30.0,"
+        " 'l', 'd', 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,"
+        " NULL, NULL, '{}', '{}')"
+    )
+    old.execute("PRAGMA user_version = 1")
+    old.commit()
+    old.close()
+    with Journal(tmp_path) as journal:
+        run = journal.get_run("r1")
+        assert run is not None and run.name == "old" and run.job_id is None
+        journal.update_run("r1", job_id="t", node_rank=1, num_nodes=2, rdzv_endpoint="h:1")
+        journal.record_rank("r1", RankRecord(10, 20, 3, 1, 1))
+        run = journal.get_run("r1")
+        assert run is not None
+        assert (run.job_id, run.node_rank, run.num_nodes, run.rdzv_endpoint) == ("t", 1, 2, "h:1")
+        assert journal.ranks("r1") == [RankRecord(10, 20, 3, 1, 1)]
+    with Journal(tmp_path) as again:  # opened again: already migrated
+        assert again.ranks("r1") == [RankRecord(10, 20, 3, 1, 1)]

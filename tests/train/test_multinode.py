@@ -8,10 +8,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -21,67 +19,9 @@ from ocrtrain.dist.env import Launcher, job_shape
 from ocrtrain.dist.launch import agent_argv, torchrun_argv
 from ocrtrain.procman.errors import UsageError
 from train.conftest import descendants, last_metric_step
+from train.nodes import LONG, SMALL, Node, ckpt_step, free_port, nodes, start_two
 
-SMALL = [
-    "debug=smoke",
-    "dataloaders.train.num_workers=1",
-    "dataloaders.val.num_workers=0",
-    "dataloaders.test.num_workers=0",
-    "data.train.batches_per_epoch=3",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Node:
-    """One "node": `ocrtrain run -- torchrun --nnodes 2 --nproc-per-node 1 ...`."""
-
-    def __init__(self, name: str, port: int, overrides: Sequence[str], wrap: Sequence[str] = ()):
-        cmd = [
-            *wrap,
-            sys.executable, "-m", "ocrtrain", "run", "--name", name, "--grace", "20", "--",
-            "torchrun", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-            "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t",
-            str(REPO / "runners" / "train.py"), *overrides,
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.seen: set[int] = {self.proc.pid}
-
-    def track(self) -> list[int]:
-        pids = descendants(self.proc.pid)
-        self.seen.update(pids)
-        return pids
-
-    def wait(self, timeout: float) -> tuple[int, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        if node.proc.poll() is None:
-            kill_all([node.proc.pid, *node.track()])
-            out, _ = node.proc.communicate(timeout=10)
-            print(f"output of the killed node:\n{out}")
-        left = alive(node.seen)
-        if left:
-            kill_all(left)
-            pytest.fail(f"processes of a node left behind: {left}")
-
-
-def start_two(nodes: list[Node], overrides: Sequence[str], wrap_b: Sequence[str] = ()) -> None:
-    port = free_port()
-    nodes.append(Node("node-a", port, overrides))
-    nodes.append(Node("node-b", port, overrides, wrap_b))
+__all__ = ["nodes"]  # a fixture
 
 
 def test_the_launchers_environment_gives_the_jobs_shape() -> None:
@@ -198,23 +138,6 @@ def test_a_rank_that_cannot_see_the_checkpoint_folder_stops_the_job(
     assert not (outputs / "hidden" / "runs").exists() or not any(
         (outputs / "hidden" / "runs").iterdir()
     )
-
-
-def ckpt_step(path: Path) -> int | None:
-    import torch
-
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
-    except (OSError, EOFError, RuntimeError):
-        return None
-
-
-LONG = [
-    *SMALL,
-    "data.train.batches_per_epoch=1000",  # no epoch end: last.ckpt only from the signals
-    "callbacks.checkpoint.every_n_train_steps=100000",
-    "trainer.max_epochs=1000",
-]
 
 
 @pytest.mark.slow

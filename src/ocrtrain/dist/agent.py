@@ -11,7 +11,8 @@ die of SIGTERM before their rank saves. The ranks agree on the step, save once a
 SIGTERM/SIGINT exits 128+N on every node: on the node that got the signal (torchrun exits 1
 there) and on the others, whose ranks all stopped with the same 128+N. Ranks report how they
 ended in a file of the agent's (`record_exit`): torchrun does not say, when node 0's agent,
-host of the rendezvous, ended first and this agent failed to reach it.
+host of the rendezvous, ended first and this agent failed to reach it. A rank without
+progress for `dist.timeout_s` ends the job with a report (`ocrtrain.dist.watch`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from ocrtrain.procman import catches, register_stack_dump
+from ocrtrain.dist.watch import StallWatch, local_ranks
+from ocrtrain.procman import RUN_DIR_ENV, catches, register_stack_dump
 
 log = logging.getLogger(__name__)
 
 RANK_EXITS_ENV = "OCRTRAIN_RANK_EXITS"
+RANK_EXITS_DIR = "rank-exits"  # in the run folder: a killed agent leaves nothing in /tmp
 RELAYED = (signal.SIGUSR1, signal.SIGUSR2)  # to ranks that catch them
 STOPS = (signal.SIGTERM, signal.SIGINT)  # to every rank
 TORCHRUN_HANDLES = "SIGHUP,SIGQUIT"  # what torchrun still turns into a shutdown
@@ -39,20 +42,9 @@ STOP_CODES = {128 + s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 USAGE = 2  # every rank refused the job's input (each printed its one ERROR: line)
 
 
-def _ranks() -> list[int]:
-    """The agent's children: the ranks it started (in their own sessions)."""
-    pids: list[int] = []
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return pids
-
-
 def _relay(signum: int, frame: FrameType | None) -> None:
     # Runs between the agent's monitor polls; os.kill is all it does.
-    for pid in _ranks():
+    for pid in local_ranks():
         if signum not in STOPS and not catches(pid, signum):
             os.write(2, f"ocrtrain agent: rank pid {pid} not ready for signal {signum}\n".encode())
             continue
@@ -93,8 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.run import main as torchrun_main
 
-    exits = Path(tempfile.mkdtemp(prefix="ocrtrain-rank-exits-"))
+    exits = _exits_folder()
     os.environ[RANK_EXITS_ENV] = str(exits)  # the ranks inherit it
+    watch = StallWatch()
+    watch.start()
     try:
         args = list(sys.argv[1:] if argv is None else argv)
         torchrun_main(["--signals-to-handle", TORCHRUN_HANDLES, *args])  # a user's comes later
@@ -104,11 +98,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _common_end(exits)
         if code is not None:
             return code  # the same end on every rank: a stop signal some node got, bad input
-        print(f"ERROR: {exc}", file=sys.stderr)
+        if watch.verdict is None:  # else the stall was reported already
+            print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     finally:
+        watch.close()
         shutil.rmtree(exits, ignore_errors=True)
     return 0
+
+
+def _exits_folder() -> Path:
+    """A fresh folder for the ranks' exit reports: in the run folder when supervised."""
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    if not run_dir:
+        return Path(tempfile.mkdtemp(prefix="ocrtrain-rank-exits-"))
+    folder = Path(run_dir) / RANK_EXITS_DIR
+    shutil.rmtree(folder, ignore_errors=True)  # a restarted agent's old reports
+    folder.mkdir(parents=True)
+    return folder
 
 
 if __name__ == "__main__":

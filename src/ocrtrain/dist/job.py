@@ -23,12 +23,16 @@ from ocrtrain.train.errors import ConfigError
 log = logging.getLogger(__name__)
 
 MARKER_PREFIX = ".ocrtrain-job-"
+# Under ocrtrain's agent a rank without progress for dist.timeout_s is found and reported by
+# the agent (ocrtrain.dist.watch); the process-group timeout, this much later, is the backstop.
+AGENT_FIRST_S = 15.0
 
 
 def join(shape: JobShape, accelerator: str, timeout_s: float) -> None:
     """Initialize the default process group from the launcher's environment (Lightning
     finds it initialized and uses it). `timeout_s` bounds every collective: a rank stalled
-    that long ends the job instead of hanging it."""
+    that long ends the job instead of hanging it (under torchrun the agent ends it first,
+    with a report naming the stalled rank)."""
     import torch.distributed as dist
 
     if dist.is_initialized():
@@ -44,8 +48,14 @@ def join(shape: JobShape, accelerator: str, timeout_s: float) -> None:
         backend,
         rank=shape.global_rank,
         world_size=shape.world_size,
-        timeout=timedelta(seconds=timeout_s),
+        timeout=timedelta(seconds=process_group_timeout(shape, timeout_s)),
     )
+
+
+def process_group_timeout(shape: JobShape, timeout_s: float) -> float:
+    """Seconds a collective may wait: `timeout_s`, plus `AGENT_FIRST_S` where an agent
+    watches the ranks' progress."""
+    return timeout_s + (AGENT_FIRST_S if shape.launcher is Launcher.TORCHRUN else 0.0)
 
 
 def _device(shape: JobShape) -> Any:

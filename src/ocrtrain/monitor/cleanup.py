@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ocrtrain.monitor import roles
-from ocrtrain.monitor.snapshot import ORPHAN, OTHER_USER, STALE, ProcessView, RunView, collect
+from ocrtrain.monitor.snapshot import (
+    ORPHAN,
+    OTHER_USER,
+    STALE,
+    ProcessView,
+    RunView,
+    collect,
+    journal_records,
+)
+from ocrtrain.monitor.startup import live_runs
 from ocrtrain.procman import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -38,6 +47,7 @@ from ocrtrain.procman import (
     read_cmdline,
     read_stat,
     supervisor_alive,
+    sweep_leftovers,
     watchdog_alive,
 )
 
@@ -106,6 +116,7 @@ class CleanupReport:
     skipped: list[CleanupEntry] = field(default_factory=list)
     marked_lost: list[str] = field(default_factory=list)
     stopped_runs: list[str] = field(default_factory=list)
+    removed_files: list[str] = field(default_factory=list)  # what ended runs left
 
     @property
     def ok(self) -> bool:
@@ -491,7 +502,8 @@ def execute(
 ) -> CleanupReport:
     """Carry out a plan: re-check identities, stop live runs through their supervisors, end
     the other processes (SIGTERM, `grace`, SIGKILL; `force`: SIGKILL at once), close runs whose
-    processes are all gone as `lost`, and record every action in the journal.
+    processes are all gone as `lost`, remove what ended runs left (empty cgroups, recorded temp
+    folders), and record every action in the journal.
 
     Raises:
         UsageError: a negative grace.
@@ -506,4 +518,7 @@ def execute(
     _teardown(journal, direct, effective_grace, report)
     _end_forks(journal, direct, set(plan.live_runs), report)
     _record(journal, plan, report)
+    table = ProcessTable.scan()
+    groups = by_run(table, journal_records(journal, table))
+    report.removed_files = [str(p) for p in sweep_leftovers(journal, live_runs(groups))]
     return report

@@ -56,6 +56,14 @@ def fmt_pct(value: Any) -> str:
         return NA
 
 
+def fmt_rank(p: ProcessView) -> str:
+    """`global/local@node` for a rank of a job (what is known of it), blank otherwise."""
+    if p.global_rank is None and p.local_rank is None:
+        return ""
+    node = f"@{p.node_rank}" if p.node_rank is not None else ""
+    return f"{fmt(p.global_rank)}/{fmt(p.local_rank)}{node}"
+
+
 def fmt(value: Any) -> str:
     return NA if value is None else str(value)
 
@@ -123,6 +131,10 @@ def snapshot_renderable(snap: MonitorSnapshot, width: int | None = None) -> Rend
             f"{when}  CPU {fmt_pct(h.cpu_percent)}%  MEM {fmt_bytes(h.mem_used)}/"
             f"{fmt_bytes(h.mem_total)}  GPU {gpus or NA}  runs {len(snap.runs)}  "
             f"orphans {snap.orphans}"
+            + "".join(
+                f"  {name} tx {fmt_bytes(n.sent)} rx {fmt_bytes(n.received)}"
+                for name, n in h.nics.items()
+            )
         )
     )
     if not snap.runs:
@@ -137,6 +149,8 @@ def snapshot_renderable(snap: MonitorSnapshot, width: int | None = None) -> Rend
         for col, justify in (
             ("PID", "left"),
             ("ROLE", "left"),
+            ("RANK", "left"),
+            ("STEP", "right"),
             ("S", "left"),
             ("AGE", "right"),
             ("CPU%", "right"),
@@ -146,6 +160,8 @@ def snapshot_renderable(snap: MonitorSnapshot, width: int | None = None) -> Rend
             ("WRITE", "right"),
             ("GPU MEM", "right"),
             ("GPU%", "right"),
+            ("NET TX", "right"),
+            ("NET RX", "right"),
             ("FLAGS", "left"),
             ("COMMAND", "left"),
         ):
@@ -164,6 +180,8 @@ def snapshot_renderable(snap: MonitorSnapshot, width: int | None = None) -> Rend
             table.add_row(
                 f"{indent}{p.pid}",
                 fmt(p.role),
+                fmt_rank(p),
+                fmt(p.step) if p.step is not None else "",
                 fmt(p.state),
                 fmt_age(p.age_s),
                 fmt_pct(p.cpu_percent),
@@ -173,6 +191,8 @@ def snapshot_renderable(snap: MonitorSnapshot, width: int | None = None) -> Rend
                 fmt_bytes(p.io_write_bytes),
                 fmt_bytes(p.gpu_mem_bytes),
                 fmt_pct(p.gpu_util),
+                fmt_bytes(p.net_sent_bytes),
+                fmt_bytes(p.net_recv_bytes),
                 ",".join(p.flags),
                 fmt(p.cmdline),
             )
@@ -281,6 +301,8 @@ def report_lines(report: CleanupReport) -> list[str]:
         lines.append(f"stopped live run {run_id}")
     for run_id in report.marked_lost:
         lines.append(f"run {run_id} marked lost")
+    for path in report.removed_files:
+        lines.append(f"removed {path}, left by an ended run")
     if not lines:
         lines.append("nothing to clean up")
     return lines

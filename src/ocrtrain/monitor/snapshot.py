@@ -6,6 +6,11 @@ session, descent, the journal's (pid, start) pairs) and reads the expensive fiel
 io, environment for ranks) of run members only. It never raises for a process that vanishes
 mid-read: such fields become None ("N/A").
 
+Ranks of a distributed job show their global, local and node rank (from the launcher's
+environment), the step they are at (their progress reports, `ocrtrain.dist.progress`) and the
+TCP bytes each process sent and received (the kernel's socket diagnostics, `netbytes`); the
+host line carries each network interface's totals beside them.
+
 CPU %: a single snapshot reports each process's lifetime average (CPU time / age), which needs
 no second reading and so keeps `ocrtrain ps --json` as fast as `ps`; given the previous
 snapshot (`--watch`, the web UI) it reports the use over the interval between the two.
@@ -19,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ocrtrain.dist.progress import RankReport, ranks_dir, read_reports
 from ocrtrain.monitor import roles
 from ocrtrain.procman import (
     ACTIVE_STATES,
@@ -27,12 +33,17 @@ from ocrtrain.procman import (
     HIDDEN,
     PROC,
     FoundBy,
+    NetBytes,
+    NicBytes,
     ProcessTable,
     ProcStat,
     RunMembers,
     RunRecord,
     boot_time,
     by_run,
+    env_tag,
+    nic_bytes,
+    process_bytes,
     read_cmdline,
     read_environ,
     read_uid,
@@ -72,6 +83,12 @@ class ProcessView:
     flags: tuple[str, ...]
     found_by: FoundBy = field(metadata=HIDDEN)
     cpu_ticks: int = field(metadata=HIDDEN)  # utime + stime, for the next snapshot's CPU %
+    global_rank: int | None = None  # ranks of a distributed job only
+    local_rank: int | None = None
+    node_rank: int | None = None
+    step: int | None = None  # the step the rank last reported
+    net_sent_bytes: int | None = None  # TCP, this process's own sockets
+    net_recv_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +118,7 @@ class HostView:
     mem_total: int | None
     mem_used: int | None
     gpus: tuple[GpuDevice, ...]
+    nics: dict[str, NicBytes] = field(default_factory=dict)  # bytes since each came up
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +284,38 @@ def journal_records(journal: Journal, table: ProcessTable) -> list[RunRecord]:
 # -- the snapshot ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class RankPlace:
+    """Where a rank sits in its job, and the step it reported."""
+
+    global_rank: int | None
+    local_rank: int | None
+    node_rank: int | None
+    step: int | None
+
+
+def _int_tag(environ: bytes | None, *keys: bytes) -> int | None:
+    """The first of `keys` set to a whole number in a raw environment."""
+    for key in keys:
+        raw = env_tag(environ, key)
+        if raw is not None and raw.isdigit():
+            return int(raw)
+    return None
+
+
+def rank_place(environ: bytes | None, report: RankReport | None) -> RankPlace:
+    """A rank's place from its own report, else its launcher's variables (torchrun,
+    Lightning, srun)."""
+    if report is not None:
+        return RankPlace(report.global_rank, report.local_rank, report.node_rank, report.step)
+    return RankPlace(
+        _int_tag(environ, b"RANK=", b"SLURM_PROCID="),
+        _int_tag(environ, b"LOCAL_RANK=", b"SLURM_LOCALID="),
+        _int_tag(environ, b"GROUP_RANK=", b"NODE_RANK=", b"SLURM_NODEID="),
+        None,
+    )
+
+
 def _process_view(
     st: ProcStat,
     role: str,
@@ -278,6 +328,8 @@ def _process_view(
     gpu: GpuReading | None,
     cmdline: list[str],
     uid: int | None,
+    place: RankPlace | None = None,
+    net: NetBytes | None = None,
 ) -> ProcessView:
     ticks = st.utime + st.stime
     age = max(0.0, now - start_epoch(st.start, btime)) if btime else None
@@ -308,6 +360,12 @@ def _process_view(
         flags=flags,
         found_by=found_by,
         cpu_ticks=ticks,
+        global_rank=place.global_rank if place is not None else None,
+        local_rank=place.local_rank if place is not None else None,
+        node_rank=place.node_rank if place is not None else None,
+        step=place.step if place is not None else None,
+        net_sent_bytes=net.sent if net is not None else None,
+        net_recv_bytes=net.received if net is not None else None,
     )
 
 
@@ -319,19 +377,23 @@ def build_run_view(
     btime: float,
     previous: dict[tuple[int, int], tuple[int, float]],
     gpu: GpuReading | None,
+    net: dict[int, NetBytes] | None = None,
 ) -> RunView:
     """Read the per-process fields of one run's processes and decide roles and flags."""
     rec = group.record
     orphans = orphan_pids(group, table)
     infos: dict[int, roles.ProcInfo] = {}
+    environs: dict[int, bytes | None] = {}
     for pid, m in group.members.items():
+        environs[pid] = read_environ(pid)
         infos[pid] = roles.ProcInfo(
             pid=pid,
             ppid=m.stat.ppid,
             comm=m.stat.comm,
             cmdline=tuple(read_cmdline(pid)),
-            rank=roles.rank_of(read_environ(pid)),
+            rank=roles.rank_of(environs[pid]),
         )
+    reports = read_reports(ranks_dir(rec.run_dir)) if rec is not None else {}
     trainer_pid: int | None = None
     if rec is not None and group.trainer_alive:
         trainer_pid = rec.child_pid
@@ -362,6 +424,9 @@ def build_run_view(
         uid = read_uid(st.pid)
         if rec is None and other_user(uid):
             flags = (*flags, OTHER_USER)  # cleanup leaves it alone without --all-users
+        place = None
+        if role_ in (roles.RANK, roles.TRAINER) and (info is None or info.rank is not None):
+            place = rank_place(environs.get(st.pid), reports.get(st.pid))
         return _process_view(
             st,
             role_,
@@ -373,6 +438,8 @@ def build_run_view(
             gpu=gpu,
             cmdline=cmd,
             uid=uid,
+            place=place,
+            net=net.get(st.pid) if net is not None else None,
         )
 
     if group.supervisor is not None:
@@ -397,6 +464,16 @@ def build_run_view(
         processes=tuple(views),
         record=rec,
     )
+
+
+def _net_bytes(pids: list[int]) -> dict[int, NetBytes] | None:
+    """Each process's TCP bytes from one socket-diagnostics dump (None: not readable here)."""
+    if not pids:
+        return {}
+    try:
+        return process_bytes(pids)
+    except OSError:
+        return None
 
 
 def collect(
@@ -441,10 +518,17 @@ def collect(
         for r in previous.runs:
             for p in r.processes:
                 prev_ticks[(p.pid, p.start)] = (p.cpu_ticks, previous.taken_at)
-    runs = [
-        build_run_view(g, table, now=now, btime=btime, previous=prev_ticks, gpu=gpu_reading)
+    shown = [
+        g
         for g in groups.values()
         if g.members or g.supervisor is not None or g.watchdog is not None or is_stale(g)
+    ]
+    net = _net_bytes([pid for g in shown for pid in g.members])
+    runs = [
+        build_run_view(
+            g, table, now=now, btime=btime, previous=prev_ticks, gpu=gpu_reading, net=net
+        )
+        for g in shown
     ]
     runs.sort(key=lambda r: (r.record.created_at if r.record else 0.0, r.id))
     legacy = None
@@ -469,6 +553,7 @@ def collect(
         mem_total=mem_total,
         mem_used=mem_used,
         gpus=tuple(gpu_reading.devices) if gpu_reading is not None else (),
+        nics={name: n for name, n in nic_bytes().items() if name != "lo"},
     )
     del t0
     return MonitorSnapshot(

@@ -1,6 +1,7 @@
 """The startup check every `ocrtrain` command and the web UI run first.
 
-It closes runs whose supervisor and watchdog are gone as `lost` (the core's `reconcile`) and
+It closes runs whose supervisor and watchdog are gone as `lost` (the core's `reconcile`),
+removes what ended runs left (empty cgroups, recorded temp folders: `sweep_leftovers`) and
 reports orphaned processes with the one command that removes them. It costs one pass over
 `/proc` (stat + environ) and a couple of journal queries: no cmdline, io or GPU reads, except
 the cmdline of the parent of a run this journal does not know.
@@ -12,12 +13,21 @@ import logging
 from typing import TYPE_CHECKING
 
 from ocrtrain.monitor.snapshot import journal_records, orphan_pids
-from ocrtrain.procman import ProcessTable, by_run, reconcile
+from ocrtrain.procman import ProcessTable, RunMembers, by_run, reconcile, sweep_leftovers
 
 if TYPE_CHECKING:
     from ocrtrain.procman import Journal
 
 log = logging.getLogger(__name__)
+
+
+def live_runs(groups: dict[str, RunMembers]) -> list[str]:
+    """The runs that still have a process (supervisor, watchdog or member)."""
+    return [
+        run_id
+        for run_id, g in groups.items()
+        if g.members or g.supervisor_alive or g.watchdog_alive
+    ]
 
 
 def startup_check(journal: Journal) -> list[str]:
@@ -37,6 +47,7 @@ def startup_check(journal: Journal) -> list[str]:
             lines.append(f"run {run.id} ({run.name}) was marked lost: its supervisor is gone")
         table = ProcessTable.scan()
         groups = by_run(table, journal_records(journal, table))
+        sweep_leftovers(journal, live_runs(groups))
     except Exception:  # a startup check must never break the command that runs it
         log.exception("startup check failed")
         return lines

@@ -39,10 +39,12 @@ if TYPE_CHECKING:
         EventKind,
         EventRecord,
         Journal,
+        RankRecord,
         RunRecord,
         RunState,
         SampleRecord,
     )
+    from ocrtrain.procman.leftovers import record_tmpdir, sweep_leftovers
     from ocrtrain.procman.lifeline import set_parent_death_signal
     from ocrtrain.procman.liveness import reconcile, supervisor_alive, watchdog_alive
     from ocrtrain.procman.membership import (
@@ -73,7 +75,7 @@ if TYPE_CHECKING:
         start_epoch,
     )
     from ocrtrain.procman.spec import DEFAULT_GRACE_S, RunSpec, parse_seconds, parse_size
-    from ocrtrain.procman.stacks import StackDump, catches, register_stack_dump
+    from ocrtrain.procman.stacks import StackDump, catches, collect_stacks, register_stack_dump
     from ocrtrain.procman.teardown import KILL_WAIT_S, Teardown, TeardownResult
     from ocrtrain.procman.tojson import HIDDEN, to_json
 
@@ -99,10 +101,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "EventKind",
         "EventRecord",
         "Journal",
+        "RankRecord",
         "RunRecord",
         "RunState",
         "SampleRecord",
     ),
+    "leftovers": ("record_tmpdir", "sweep_leftovers"),
     "lifeline": ("set_parent_death_signal",),
     "outcomes": ("Outcome", "ProcessOutcome"),
     "tojson": ("HIDDEN", "to_json"),
@@ -134,7 +138,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "liveness": ("reconcile", "supervisor_alive", "watchdog_alive"),
     "netbytes": ("NetBytes", "NicBytes", "nic_bytes", "process_bytes"),
     "spec": ("DEFAULT_GRACE_S", "RunSpec", "parse_seconds", "parse_size"),
-    "stacks": ("StackDump", "catches", "register_stack_dump"),
+    "stacks": ("StackDump", "catches", "collect_stacks", "register_stack_dump"),
     "teardown": ("KILL_WAIT_S", "Teardown", "TeardownResult"),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -169,6 +173,7 @@ __all__ = [
     "ProcStat",
     "ProcessOutcome",
     "ProcessTable",
+    "RankRecord",
     "Role",
     "RunHandle",
     "RunMembers",
@@ -187,6 +192,7 @@ __all__ = [
     "boot_time",
     "by_run",
     "catches",
+    "collect_stacks",
     "current_run_id",
     "ensure_home",
     "ensure_supervised",
@@ -202,6 +208,7 @@ __all__ = [
     "read_stat",
     "read_uid",
     "reconcile",
+    "record_tmpdir",
     "register_stack_dump",
     "request_stop",
     "run_foreground",
@@ -211,6 +218,7 @@ __all__ = [
     "start",
     "start_epoch",
     "supervisor_alive",
+    "sweep_leftovers",
     "to_json",
     "watchdog_alive",
 ]

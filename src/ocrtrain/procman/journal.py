@@ -23,7 +23,7 @@ from ocrtrain.procman.errors import RunNotFound
 from ocrtrain.procman.home import ensure_home
 
 JOURNAL_FILE = "journal.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a run's job (id, node, nodes, rendezvous) and its ranks
 SAMPLES_PER_RUN = 720  # one hour at the default 5 s interval
 
 
@@ -64,6 +64,7 @@ class EventKind(StrEnum):
     SUPERVISOR_LOST = "supervisor_lost"
     MARKED_LOST = "marked_lost"
     CLEANUP = "cleanup"
+    STALLED = "stalled"  # a rank of a job made no progress for dist.timeout_s
     FINISHED = "finished"
     NOTE = "note"
 
@@ -100,6 +101,10 @@ class RunRecord:
     reason: str | None = None
     tiers: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
+    job_id: str | None = None  # a run that is one node of a distributed job
+    node_rank: int | None = None
+    num_nodes: int | None = None
+    rdzv_endpoint: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -128,6 +133,17 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class RankRecord:
+    """One rank of a distributed job, as the process (pid, start ticks) that ran it."""
+
+    pid: int
+    start: int
+    global_rank: int
+    local_rank: int
+    node_rank: int
+
+
+@dataclass(frozen=True)
 class SampleRecord:
     """Resource use of a run's processes at one moment."""
 
@@ -150,7 +166,8 @@ CREATE TABLE IF NOT EXISTS runs (
     supervisor_pid INTEGER, supervisor_start INTEGER, child_pid INTEGER, child_start INTEGER,
     pgid INTEGER, sid INTEGER, cgroup TEXT, watchdog_pid INTEGER, watchdog_start INTEGER,
     started_at REAL, ended_at REAL, exit_code INTEGER, exit_signal INTEGER, reason TEXT,
-    tiers TEXT NOT NULL, limits TEXT NOT NULL
+    tiers TEXT NOT NULL, limits TEXT NOT NULL,
+    job_id TEXT, node_rank INTEGER, num_nodes INTEGER, rdzv_endpoint TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, created_at);
@@ -164,7 +181,21 @@ CREATE TABLE IF NOT EXISTS samples (
     rss_bytes INTEGER NOT NULL, gpu_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id, ts);
+CREATE TABLE IF NOT EXISTS ranks (
+    run_id TEXT NOT NULL, pid INTEGER NOT NULL, start INTEGER NOT NULL,
+    global_rank INTEGER NOT NULL, local_rank INTEGER NOT NULL, node_rank INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ranks_run ON ranks(run_id, global_rank);
 """
+# From each older schema version to the next; then _SCHEMA adds any missing table.
+_MIGRATIONS = {
+    1: [
+        "ALTER TABLE runs ADD COLUMN job_id TEXT",
+        "ALTER TABLE runs ADD COLUMN node_rank INTEGER",
+        "ALTER TABLE runs ADD COLUMN num_nodes INTEGER",
+        "ALTER TABLE runs ADD COLUMN rdzv_endpoint TEXT",
+    ],
+}
 
 
 def new_run_id() -> str:
@@ -210,6 +241,13 @@ class Journal:
                     # Another process is creating the database right now.
                     time.sleep(0.05 * (attempt + 1))
             with self._write() as c:
+                # Read again inside the write lock: another process may have migrated it.
+                version = c.execute("PRAGMA user_version").fetchone()[0]
+                tables = c.execute("SELECT name FROM sqlite_master WHERE name = 'runs'").fetchall()
+                while tables and version in _MIGRATIONS:
+                    for statement in _MIGRATIONS[version]:
+                        c.execute(statement)
+                    version += 1
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
@@ -431,6 +469,26 @@ class Journal:
             )
             for r in rows
         ]
+
+    # -- ranks ----------------------------------------------------------------------------
+
+    def record_rank(self, run_id: str, rank: RankRecord) -> None:
+        """Record a rank of the distributed job that run `run_id` is one node of."""
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO ranks (run_id, pid, start, global_rank, local_rank, node_rank)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, rank.pid, rank.start, rank.global_rank, rank.local_rank, rank.node_rank),
+            )
+
+    def ranks(self, run_id: str) -> list[RankRecord]:
+        """The ranks a run recorded, by global rank."""
+        rows = self._query(
+            "SELECT pid, start, global_rank, local_rank, node_rank FROM ranks WHERE run_id = ?"
+            " ORDER BY global_rank",
+            (run_id,),
+        )
+        return [RankRecord(*tuple(r)) for r in rows]
 
     # -- samples --------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Python stacks on demand: every ocrtrain process registers `faulthandler` on
 `STACK_SIGNAL`, which dumps all its threads' stacks to its stderr (the run's log), and
-`collect()` signals a run's processes one at a time and returns what each wrote.
+`collect_stacks()` signals a run's processes one at a time and returns what each wrote.
 
 A real-time signal that nothing else uses: its default action ends a process, so only
 processes that catch it (`SigCgt` in `/proc/PID/status`) are ever sent it.
@@ -73,7 +73,7 @@ def _settled(path: Path, start: int, quiet_s: float, deadline: float) -> int:
     return size
 
 
-def collect(
+def collect_stacks(
     pids: Iterable[int],
     log_path: Path,
     cmdline: Callable[[int], list[str]],

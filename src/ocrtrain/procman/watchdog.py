@@ -3,8 +3,9 @@
 The supervisor holds the write end of a pipe whose read end only the watchdog has (the run's
 processes never inherit it). A supervisor that ends normally writes `done` first; when the pipe
 closes without it, the supervisor was killed, and the watchdog ends every process of the run at
-once (cgroup, session, run id; no grace: nobody is left to forward output or signals), then
-closes the run in the journal as `lost`.
+once (cgroup, session, run id; no grace: nobody is left to forward output or signals), removes
+what the run left (its cgroup, recorded temp folders), then closes the run in the journal as
+`lost`.
 
 Run as `python -m ocrtrain.procman.watchdog --run-id ID --fd N --home DIR [--cgroup PATH]`.
 """
@@ -28,6 +29,7 @@ from ocrtrain.procman import procfs
 from ocrtrain.procman.cgroup import RunCgroup
 from ocrtrain.procman.envnames import RUN_DIR_ENV, RUN_ID_ENV, WATCHDOG_ENV
 from ocrtrain.procman.journal import ACTIVE_STATES, EventKind, Journal, RunState
+from ocrtrain.procman.leftovers import remove_run_leftovers
 from ocrtrain.procman.teardown import Teardown
 
 log = logging.getLogger(__name__)
@@ -150,8 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_event=record,
     )
     result = teardown.run()
-    if cgroup is not None:
-        cgroup.remove()
+    if not result.survivors:
+        remove_run_leftovers(Path(args.home), args.run_id, args.cgroup)
 
     journal = Journal(Path(args.home))
     journal.add_event(

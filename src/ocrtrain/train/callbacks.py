@@ -516,3 +516,21 @@ class PlainProgress(Callback):
             self._emit(
                 f"test  cer {float(m['test/cer']):.4f} line_acc {float(m['test/line_acc']):.4f}"
             )
+
+
+class JobProgress(Callback):
+    """A rank of a torchrun/srun job reports where it is after every batch (training,
+    validation, test): its agent tells a stalled rank by the time it last got here, and
+    `ocrtrain ps` shows the step (`ocrtrain.dist.progress`)."""
+
+    def __init__(self, report: Any) -> None:
+        self.report = report  # an ocrtrain.dist.progress.ProgressFile
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.report.progress(trainer.global_step, trained=True)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.report.progress(trainer.global_step, trained=False)
+
+    def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.report.progress(trainer.global_step, trained=False)

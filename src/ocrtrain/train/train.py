@@ -99,12 +99,12 @@ def _job_trainer_args(shape: Any, cfg: Any) -> dict[str, Any]:
     from lightning.pytorch.strategies import DDPStrategy
 
     from ocrtrain.dist.env import Launcher
+    from ocrtrain.dist.job import process_group_timeout
 
     # Lightning's own SLURM requeue stays off: slurm.requeue (GracefulSignals) owns SIGUSR1.
     cluster = SLURMEnvironment(auto_requeue=False) if shape.launcher is Launcher.SLURM else None
-    strategy = DDPStrategy(
-        cluster_environment=cluster, timeout=timedelta(seconds=float(cfg.dist.timeout_s))
-    )
+    timeout = process_group_timeout(shape, float(cfg.dist.timeout_s))
+    strategy = DDPStrategy(cluster_environment=cluster, timeout=timedelta(seconds=timeout))
     return {"devices": shape.local_world_size, "num_nodes": shape.num_nodes, "strategy": strategy}
 
 
@@ -193,6 +193,7 @@ def train(cfg: Any) -> TrainResult:
 
     from ocrtrain.train.callbacks import (
         GracefulSignals,
+        JobProgress,
         PlainProgress,
         TrainingInterrupted,
         worker_lost,
@@ -255,6 +256,14 @@ def train(cfg: Any) -> TrainResult:
         callbacks.append(cb)
     if bar:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
+    if shape is not None:
+        from ocrtrain.dist import progress
+
+        folder = progress.ranks_dir()
+        if folder is not None:  # a supervised rank: its agent and `ocrtrain ps` read this
+            report = progress.ProgressFile(folder, shape, float(cfg.dist.timeout_s))
+            callbacks.append(JobProgress(report))
+            progress.record_in_journal(shape)
 
     # The trainer too validates input (strategy, accelerator): build it before writing.
     trainer = build(

@@ -18,7 +18,7 @@ from ocrtrain.train.data.folder import LabelFolder
 from ocrtrain.train.data.fonts import pick_fonts
 from ocrtrain.train.data.synth import EpochSampler, ShardSampler, SynthLines, WidthBuckets
 from ocrtrain.train.data.transforms import collate
-from ocrtrain.train.data.workers import worker_init
+from ocrtrain.train.data.workers import record_shared_tmpdir, worker_init
 from ocrtrain.train.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def loader_kwargs(section: Mapping[str, Any] | None, name: str = "dataloader") -
         kwargs["persistent_workers"] = bool(section.get("persistent_workers", True))
         kwargs["prefetch_factor"] = int(section.get("prefetch_factor") or 2)
         kwargs["worker_init_fn"] = worker_init
+        record_shared_tmpdir()  # before the workers fork: they share it
     return kwargs
 
 
