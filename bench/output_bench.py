@@ -12,20 +12,23 @@ main branch) so an old and a new supervisor are measured side by side.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 # One child per style; each writes exactly MIB MiB to stdout.
 CHILDREN = {
-    # print() of 128-byte lines: Python does the work, the stream is block-buffered (8 KiB).
+    # 128-byte lines, one write(2) each: what print() does under PYTHONUNBUFFERED=1 (run -u).
     "lines": (
         "import sys\n"
         "line = 'x' * 127 + '\\n'\n"
@@ -43,32 +46,41 @@ CHILDREN = {
 }
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> float:
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds
+    cpu: float  # user + system seconds of every process of the command
+    rss: int | None = None  # the supervisor's peak RSS in bytes
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> Timing:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Timing(wall, cpu)
 
 
-def _supervised(child: list[str], src: Path | None, expect: int) -> tuple[float, int | None]:
-    """Wall time of one supervised run and the supervisor's peak RSS; checks the log."""
+def _supervised(child: list[str], src: Path | None, expect: int) -> Timing:
+    """One supervised run, with the supervisor's peak RSS; checks the log."""
     home = Path(tempfile.mkdtemp(prefix="ocrtrain-outbench-"))
     env = dict(os.environ, OCRTRAIN_HOME=str(home))
     if src is not None:
         env["PYTHONPATH"] = str(src)
     try:
-        wall = _timed([PY, "-m", "ocrtrain", "run", "--", *child], env)
+        timing = _timed([PY, "-m", "ocrtrain", "run", "--", *child], env)
         logs = list(home.glob("runs/*/output.log"))
         size = logs[0].stat().st_size if logs else -1
         if size != expect:
             raise SystemExit(f"log has {size} bytes, expected {expect}")
-        return wall, _peak_rss(home, env)
+        return Timing(timing.wall, timing.cpu, _peak_rss(home, env))
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
 def _peak_rss(home: Path, env: dict[str, str]) -> int | None:
-    import json
-
     out = subprocess.run(
         [PY, "-m", "ocrtrain", "runs", "--json"], capture_output=True, text=True, env=env
     ).stdout
@@ -98,29 +110,32 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown style {unknown[0]!r}; choose from {', '.join(CHILDREN)}")
     expect = args.mib * 2**20
-    rows: list[tuple[str, str, list[float], float, int | None]] = []
-    for style in styles:
-        child = [PY, "-c", CHILDREN[style], str(args.mib)]
-        bare = [_timed(child, dict(os.environ)) for _ in range(args.repeat)]
-        base = statistics.median(bare)
-        rows.append((style, "bare (baseline)", bare, 1.0, None))
-        targets: list[tuple[str, Path | None]] = [("supervised (this tree)", None)]
-        if args.compare_src is not None:
-            targets.append((f"supervised ({args.compare_src})", args.compare_src))
-        for label, src in targets:
-            runs = [_supervised(child, src, expect) for _ in range(args.repeat)]
-            times = [t for t, _ in runs]
-            rss = max((r for _, r in runs if r is not None), default=None)
-            rows.append((style, label, times, statistics.median(times) / base, rss))
+    targets: list[tuple[str, Path | None]] = [("supervised (this tree)", None)]
+    if args.compare_src is not None:
+        targets.append((f"supervised ({args.compare_src})", args.compare_src))
     print(f"{args.mib} MiB to stdout (/dev/null), median of {args.repeat}; log size checked")
-    print(f"{'child':<7} {'how':<40} {'median s':>9} {'min s':>7} {'ratio':>6} {'sup RSS':>9}")
-    for style, label, times, ratio, rss in rows:
-        rss_text = f"{rss / 2**20:.0f} MiB" if rss is not None else "-"
-        print(
-            f"{style:<7} {label:<40} {statistics.median(times):>9.2f} {min(times):>7.2f} "
-            f"{ratio:>5.2f}x {rss_text:>9}"
-        )
+    header = ("child", "how", "wall s", "min s", "ratio", "CPU s", "sup RSS")
+    print("{:<7} {:<40} {:>7} {:>6} {:>6} {:>6} {:>8}".format(*header))
+    for style in styles:
+        child = [PY, "-u", "-c", CHILDREN[style], str(args.mib)]
+        bare = [_timed(child, dict(os.environ)) for _ in range(args.repeat)]
+        base = statistics.median(t.wall for t in bare)
+        _row(style, "bare (baseline)", bare, base)
+        for label, src in targets:
+            _row(style, label, [_supervised(child, src, expect) for _ in range(args.repeat)], base)
     return 0
+
+
+def _row(style: str, label: str, runs: list[Timing], base: float) -> None:
+    wall = statistics.median(t.wall for t in runs)
+    cpu = statistics.median(t.cpu for t in runs)
+    rss = max((t.rss for t in runs if t.rss is not None), default=None)
+    rss_text = f"{rss / 2**20:.0f} MiB" if rss is not None else "-"
+    print(
+        f"{style:<7} {label:<40} {wall:>7.2f} {min(t.wall for t in runs):>6.2f} "
+        f"{wall / base:>5.2f}x {cpu:>6.2f} {rss_text:>8}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

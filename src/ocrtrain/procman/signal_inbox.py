@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 from collections.abc import Iterable
 from typing import Any
@@ -20,17 +19,11 @@ class SignalInbox:
         os.set_blocking(self.fd, False)
         os.set_blocking(self._w, False)
         self._old_wakeup = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
-        self._poll = select.poll()
-        self._poll.register(self.fd, select.POLLIN)
         self._old: dict[int, Any] = {}
         for sig in handled:
             self._old[sig] = signal.signal(sig, _noop_handler)
         for sig in ignored:
             self._old[sig] = signal.signal(sig, signal.SIG_IGN)
-
-    def wait(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds, less if a signal arrives."""
-        self._poll.poll(timeout * 1000)
 
     def read(self) -> bytes:
         """The numbers of the signals received since the last read, in order."""

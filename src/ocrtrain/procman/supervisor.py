@@ -3,7 +3,8 @@
 It reads straight through, like tini's main: set up signals (collected synchronously through a
 wakeup pipe, never acted on in handlers), become a child subreaper, start the watchdog, spawn
 the child in its own session (and cgroup, and with a parent-death signal), then loop: forward
-signals, fan output out, reap zombies, sample resources, enforce limits. Once the main child
+signals, reap zombies, sample resources, enforce limits (output moves on its own threads, see
+output.py; only a pty is read in the loop). Once the main child
 has exited, every remaining process of the run gets SIGTERM, then SIGKILL after the grace, and
 is reaped. The exit status is the child's, or 128+N when it died of signal N.
 """
@@ -20,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +41,11 @@ from ocrtrain.procman.lifeline import become_subreaper, set_parent_death_signal
 from ocrtrain.procman.output import LogFile, RunOutput
 from ocrtrain.procman.sampling import Sampler, memory_breach, timeout_breach
 from ocrtrain.procman.signal_inbox import SignalInbox
+from ocrtrain.procman.spawn import BACKGROUND_TTY, MainChild, exit_status, start_child
 from ocrtrain.procman.spec import RunSpec
 from ocrtrain.procman.stop_policy import StopPolicy, StopRequest, StopStep, signal_name
 from ocrtrain.procman.teardown import Teardown, find_members
-from ocrtrain.procman.terminal import (
-    ChildStdio,
-    copy_winsize,
-    open_stdio,
-    pass_input,
-    take_controlling_terminal,
-)
+from ocrtrain.procman.terminal import ChildStdio, UserTerminal
 from ocrtrain.procman.watchdog import WatchdogLink
 
 log = logging.getLogger(__name__)
@@ -58,17 +53,6 @@ log = logging.getLogger(__name__)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 HANDLED = (*FORWARDED, signal.SIGCHLD, signal.SIGWINCH, signal.SIGTSTP, signal.SIGCONT)
-# Reading the terminal from the background must fail (EIO), not stop the supervisor.
-BACKGROUND_TTY = (signal.SIGTTIN, signal.SIGTTOU)
-OUTPUT_BATCH_S = 0.002  # the longest a trickle of output waits to be moved with more
-
-
-def exit_status(wait_status: int) -> tuple[int, int | None]:
-    """(shell-style exit code, signal number or None) from a waitpid status."""
-    if os.WIFSIGNALED(wait_status):
-        sig = os.WTERMSIG(wait_status)
-        return 128 + sig, sig
-    return os.waitstatus_to_exitcode(wait_status), None
 
 
 def create_run(journal: Journal, spec: RunSpec, run_id: str | None = None) -> RunRecord:
@@ -122,38 +106,6 @@ def _user() -> str:
         return str(os.getuid())
 
 
-@dataclass
-class MainChild:
-    """The command the run was started with: our own child, so its pid is ours until reaped."""
-
-    popen: subprocess.Popen[bytes]
-    start: int | None  # clock ticks since boot
-    status: int | None = None  # waitpid status, once reaped
-    reaped_at: int | None = None  # clock ticks since boot
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def running(self) -> bool:
-        return self.status is None
-
-    def reaped(self, status: int) -> None:
-        self.status = status
-        self.reaped_at = procfs.now_ticks()
-        self.popen.returncode = exit_status(status)[0]
-
-
-def spawn_error(command: str, exc: OSError) -> SpawnError:
-    """The shell's answer to a command that cannot be started: 127 missing, 126 otherwise."""
-    if isinstance(exc, FileNotFoundError):
-        return SpawnError(f"command not found: {command}", 127)
-    if isinstance(exc, PermissionError):
-        return SpawnError(f"command not executable: {command}", 126)
-    return SpawnError(f"cannot execute {command}: {exc.strerror}", 126)
-
-
 class Supervisor:
     """Runs one command to completion under every teardown tier available here."""
 
@@ -171,12 +123,8 @@ class Supervisor:
         self.record = record
         self.spec = spec
         self.run_id = record.id
-        self.terminal = {"stdout": stdout_fd, "stderr": stderr_fd}
-        self.stdin_fd = stdin_fd
-        self.use_pty = stdout_fd is not None and os.isatty(stdout_fd)
-        self.pass_input = self.use_pty and stdin_fd is not None and os.isatty(stdin_fd)
+        self.term = UserTerminal(stdout_fd, stderr_fd, stdin_fd)
         self.child: MainChild | None = None
-        self.pty_master: int | None = None
         self.cgroup: RunCgroup | None = None
         self.tiers: dict[str, Any] = {}
         self.stop = StopPolicy(spec.grace)
@@ -213,7 +161,13 @@ class Supervisor:
         self._setup_tiers()
         self._start_watchdog()
         self.output = output = RunOutput(LogFile(self.record.log_path), on_end=self._unwatch)
-        self.child = child = self._spawn(output)
+        try:
+            self.child = child = self._spawn(output)
+        except SpawnError as error:
+            self.event(EventKind.SPAWN_FAILED, error=str(error), exit_code=error.exit_code)
+            output.log.write(f"ocrtrain: {error}\n".encode())
+            self._finish(error.exit_code, None, RunState.FAILED, str(error))
+            raise
         self._mark_running(child)
         self._loop(child, output)
         return self._finish_run(child)
@@ -223,10 +177,6 @@ class Supervisor:
         while True:
             for key, _ in self._sel.select(self._next_timeout()):
                 key.data(key.fd)
-            if output.trickling and self._signals is not None:
-                # A child printing line by line wakes us per line: let its pipe fill a little
-                # (a signal still wakes us at once).
-                self._signals.wait(OUTPUT_BATCH_S)
             self._reap()
             if child.running:
                 self._check_deadlines(time.monotonic())
@@ -283,35 +233,33 @@ class Supervisor:
         self.event(EventKind.WATCHDOG_STARTED, pid=self.watchdog.pid)
 
     def _spawn(self, output: RunOutput) -> MainChild:
-        stdio = open_stdio(
-            use_pty=self.use_pty,
-            pass_input=self.pass_input,
-            stdin_fd=self.stdin_fd,
-            term_fd=self.terminal["stdout"],
-        )
+        stdio = self.term.open_stdio()
         try:
-            popen = self._start_child(stdio)
-        except OSError as exc:
+            child = self._start_child(stdio)
+        except BaseException:
             stdio.close()
-            error = spawn_error(self.spec.argv[0], exc)
-            self.event(EventKind.SPAWN_FAILED, error=str(error), exit_code=error.exit_code)
-            output.log.write(f"ocrtrain: {error}\n".encode())
-            self._finish(error.exit_code, None, RunState.FAILED, str(error))
-            raise error from exc
+            raise
         stdio.close_child_ends()
         for fd, dest in stdio.outputs:
-            copy = output.copy_to(self.terminal[dest], dest)
-            output.add(fd, copy, pipe=not stdio.is_pty)
-            self._sel.register(fd, selectors.EVENT_READ, output.pump)
-        self.pty_master = stdio.pty_master
-        if self.pass_input and self.stdin_fd is not None:
-            self._sel.register(self.stdin_fd, selectors.EVENT_READ, self._pass_input)
-        st = procfs.read_stat(popen.pid)
-        return MainChild(popen, st.start if st else None)
+            copy = output.copy_to(self.term.out[dest], dest)
+            if output.add(fd, copy, pipe=not stdio.is_pty, name=dest):
+                self._sel.register(fd, selectors.EVENT_READ, output.pump)
+        if self.term.takes_input and self.term.stdin_fd is not None:
+            self._sel.register(self.term.stdin_fd, selectors.EVENT_READ, self._pass_input)
+        return child
 
-    def _start_child(self, stdio: ChildStdio) -> subprocess.Popen[bytes]:
+    def _start_child(self, stdio: ChildStdio) -> MainChild:
+        env = {
+            **os.environ,
+            **self.spec.env,
+            RUN_ID_ENV: self.run_id,
+            RUN_DIR_ENV: self.record.run_dir,
+            HOME_ENV: str(self.journal.home),
+            "OCRTRAIN_SUPERVISOR_PID": str(os.getpid()),
+        }
+        args = (list(self.spec.argv), self.record.cwd, env, stdio)
         try:
-            return self._popen(stdio)
+            return start_child(*args, self.cgroup)
         except subprocess.SubprocessError:
             if self.cgroup is None:
                 raise
@@ -321,39 +269,7 @@ class Supervisor:
             self.cgroup = None
             self.tiers["cgroup"] = False
             self.tiers["cgroup_reason"] = "the command could not join the run cgroup"
-            return self._popen(stdio)
-
-    def _popen(self, stdio: ChildStdio) -> subprocess.Popen[bytes]:
-        parent = os.getpid()
-        cgroup = self.cgroup
-        is_pty = stdio.is_pty
-
-        def in_child() -> None:
-            # Runs in the child between fork and exec (start_new_session already ran setsid).
-            if cgroup is not None:
-                cgroup.add_self()  # a failure aborts this spawn; it is retried without cgroup
-            set_parent_death_signal(signal.SIGKILL, expected_parent=parent)
-            if is_pty:
-                take_controlling_terminal()
-            for sig in BACKGROUND_TTY:
-                signal.signal(sig, signal.SIG_DFL)
-
-        env = dict(os.environ)
-        env.update(self.spec.env)
-        env[RUN_ID_ENV] = self.run_id
-        env[RUN_DIR_ENV] = self.record.run_dir
-        env[HOME_ENV] = str(self.journal.home)
-        env["OCRTRAIN_SUPERVISOR_PID"] = str(parent)
-        return subprocess.Popen(
-            list(self.spec.argv),
-            cwd=self.record.cwd,
-            env=env,
-            stdin=stdio.stdin,
-            stdout=stdio.stdout,
-            stderr=stdio.stderr,
-            start_new_session=True,
-            preexec_fn=in_child,  # noqa: PLW1509 (single-threaded at this point)
-        )
+            return start_child(*args, None)
 
     def _mark_running(self, child: MainChild) -> None:
         assert self.watchdog is not None
@@ -385,7 +301,7 @@ class Supervisor:
         self._sel.unregister(fd)
 
     def _pass_input(self, fd: int) -> None:
-        if not pass_input(fd, self.pty_master):
+        if not self.term.pass_input():
             self._sel.unregister(fd)
 
     def _drain_signals(self, fd: int) -> None:
@@ -397,8 +313,7 @@ class Supervisor:
         if sig == signal.SIGCHLD:
             return  # reaping happens once per loop turn
         if sig == signal.SIGWINCH:
-            # The kernel sends SIGWINCH to the child's foreground group itself.
-            copy_winsize(self.terminal["stdout"], self.pty_master)
+            self.term.resized()
             return
         if sig == signal.SIGTSTP:
             # The child's group is orphaned (its own session): the kernel would discard a

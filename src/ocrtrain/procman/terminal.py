@@ -48,6 +48,46 @@ class ChildStdio:
         self.outputs = []
 
 
+class UserTerminal:
+    """The supervisor's own stdin, stdout and stderr, and the pty it gives the child when
+    stdout is a terminal."""
+
+    def __init__(self, stdout_fd: int | None, stderr_fd: int | None, stdin_fd: int | None) -> None:
+        self.out = {"stdout": stdout_fd, "stderr": stderr_fd}
+        self.stdin_fd = stdin_fd
+        self.use_pty = stdout_fd is not None and os.isatty(stdout_fd)
+        self.takes_input = self.use_pty and stdin_fd is not None and os.isatty(stdin_fd)
+        self.pty_master: int | None = None
+
+    def open_stdio(self) -> ChildStdio:
+        stdio = open_stdio(
+            use_pty=self.use_pty,
+            pass_input=self.takes_input,
+            stdin_fd=self.stdin_fd,
+            term_fd=self.out["stdout"],
+        )
+        self.pty_master = stdio.pty_master
+        return stdio
+
+    def resized(self) -> None:
+        """After SIGWINCH: give the pty the terminal's new size (the kernel then signals the
+        child's foreground group itself)."""
+        copy_winsize(self.out["stdout"], self.pty_master)
+
+    def pass_input(self) -> bool:
+        """Copy what the user typed to the pty; False once there is no more to pass."""
+        assert self.stdin_fd is not None
+        try:
+            data = os.read(self.stdin_fd, 65536)
+        except OSError:
+            data = b""
+        if not data or self.pty_master is None:
+            return False
+        with contextlib.suppress(OSError):
+            os.write(self.pty_master, data)
+        return True
+
+
 def open_stdio(
     *, use_pty: bool, pass_input: bool, stdin_fd: int | None, term_fd: int | None
 ) -> ChildStdio:
@@ -83,16 +123,3 @@ def copy_winsize(src: int | None, dst: int | None) -> None:
     with contextlib.suppress(OSError):
         size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
-
-
-def pass_input(src: int, pty_master: int | None) -> bool:
-    """Copy what the user typed on `src` to the pty; False once there is no more to pass."""
-    try:
-        data = os.read(src, 65536)
-    except OSError:
-        data = b""
-    if not data or pty_master is None:
-        return False
-    with contextlib.suppress(OSError):
-        os.write(pty_master, data)
-    return True
