@@ -1,12 +1,12 @@
 """Output of a supervised run: every byte to the run's log, and a best-effort copy to the
 terminal that never blocks the child.
 
-Where the kernel allows it the bytes never pass through Python: tee(2) duplicates what the
-child wrote into the terminal copy's pipe, splice(2) moves it from the child's pipe into the
-log file, and a writer thread splices the copy on to the terminal. A pty (interactive runs) is
-read and written the ordinary way. The terminal copy is a pipe of bounded size, so a slow reader
-(a paused terminal, a pipe nobody drains) costs dropped terminal output, counted and announced,
-never a blocked child or unbounded supervisor memory.
+Where the kernel allows it the bytes never pass through Python: for each of the child's pipes
+a PipeMover thread tee(2)s what arrived into the terminal copy's pipe and splice(2)s it into
+the log file, and a writer thread splices the copy on to the terminal. A pty (interactive runs)
+is read and written the ordinary way, from the event loop. The terminal copy is a pipe of
+bounded size, so a slow reader (a paused terminal, a pipe nobody drains) costs dropped terminal
+output, counted and announced, never a blocked child or unbounded supervisor memory.
 """
 
 from __future__ import annotations
