@@ -7,6 +7,7 @@ import fcntl
 import os
 import pty
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -14,7 +15,14 @@ import termios
 import threading
 from pathlib import Path
 
-from helpers import wait_until
+from helpers import (
+    all_workload_pids,
+    assert_gone_within,
+    ocrtrain_popen,
+    read_ready,
+    wait_until,
+    workload_cmd,
+)
 from ocrtrain.procman.journal import Journal, SampleRecord
 from ocrtrain.procman.output import LogFile, RunOutput, TerminalCopy
 from ocrtrain.procman.sampling import LimitBreach, memory_breach, timeout_breach
@@ -273,3 +281,41 @@ def test_limit_breaches_are_values() -> None:
     )
     assert memory_breach(RunSpec(argv=("true",)), sample) is None
     assert timeout_breach(RunSpec(argv=("true",)), 1e9) is None
+
+
+def _epoll_targets(pid: int) -> set[str]:
+    """What the epoll instances of `pid` watch, as /proc/PID/fd link targets."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    watched: set[str] = set()
+    for fd in fd_dir.iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) != "anon_inode:[eventpoll]":
+                continue
+            for line in Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().splitlines():
+                if line.startswith("tfd:"):
+                    with contextlib.suppress(OSError):
+                        watched.add(os.readlink(fd_dir / line.split()[1]))
+    return watched
+
+
+def test_the_supervisor_never_polls_the_childs_pipes(tmp_path: Path) -> None:
+    """A polled pipe wakes its poller on every write (costly for a child printing lines): the
+    child's stdout and stderr are moved by threads that wait without polling."""
+    ready = tmp_path / "ready.json"
+    proc = ocrtrain_popen("run", "--", *workload_cmd(ready, "--workers", "0"))
+    try:
+        info = read_ready(ready)
+        run = Journal().list_runs()[0]
+        assert run.supervisor_pid is not None
+        child_out = {os.readlink(f"/proc/{info['main']}/fd/{n}") for n in (1, 2)}
+        assert all(target.startswith("pipe:") for target in child_out)
+        watched = _epoll_targets(run.supervisor_pid)
+        assert watched  # the signal pipe, at least
+        assert not watched & child_out
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 143
+        assert_gone_within(all_workload_pids(info), 1.0, "the run")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
