@@ -3,7 +3,8 @@
 It reads straight through, like tini's main: set up signals (collected synchronously through a
 wakeup pipe, never acted on in handlers), become a child subreaper, start the watchdog, spawn
 the child in its own session (and cgroup, and with a parent-death signal), then loop: forward
-signals, fan output out, reap zombies, sample resources, enforce limits. Once the main child
+signals, reap zombies, sample resources, enforce limits (output moves on its own threads, see
+output.py; only a pty is read in the loop). Once the main child
 has exited, every remaining process of the run gets SIGTERM, then SIGKILL after the grace, and
 is reaped. The exit status is the child's, or 128+N when it died of signal N.
 """
@@ -11,21 +12,15 @@ is reaped. The exit status is the child's, or 128+N when it died of signal N.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import getpass
 import logging
 import os
-import pty
 import selectors
 import signal
 import socket
 import subprocess
 import sys
-import termios
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +35,17 @@ from ocrtrain.procman.journal import (
     Journal,
     RunRecord,
     RunState,
-    SampleRecord,
     new_run_id,
 )
 from ocrtrain.procman.lifeline import become_subreaper, set_parent_death_signal
-from ocrtrain.procman.output import LogFile, TerminalSink
-from ocrtrain.procman.resources import gpu_memory_by_pid
+from ocrtrain.procman.output import LogFile, RunOutput
+from ocrtrain.procman.sampling import Sampler, memory_breach, timeout_breach
+from ocrtrain.procman.signal_inbox import SignalInbox
+from ocrtrain.procman.spawn import BACKGROUND_TTY, MainChild, exit_status, start_child
 from ocrtrain.procman.spec import RunSpec
+from ocrtrain.procman.stop_policy import StopPolicy, StopRequest, StopStep, signal_name
 from ocrtrain.procman.teardown import Teardown, find_members
+from ocrtrain.procman.terminal import ChildStdio, UserTerminal
 from ocrtrain.procman.watchdog import WatchdogLink
 
 log = logging.getLogger(__name__)
@@ -55,22 +53,6 @@ log = logging.getLogger(__name__)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 HANDLED = (*FORWARDED, signal.SIGCHLD, signal.SIGWINCH, signal.SIGTSTP, signal.SIGCONT)
-READ_CHUNK = 65536
-
-
-def signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
-
-
-def exit_status(wait_status: int) -> tuple[int, int | None]:
-    """(shell-style exit code, signal number or None) from a waitpid status."""
-    if os.WIFSIGNALED(wait_status):
-        sig = os.WTERMSIG(wait_status)
-        return 128 + sig, sig
-    return os.waitstatus_to_exitcode(wait_status), None
 
 
 def create_run(journal: Journal, spec: RunSpec, run_id: str | None = None) -> RunRecord:
@@ -124,19 +106,6 @@ def _user() -> str:
         return str(os.getuid())
 
 
-@dataclass
-class _StopRequest:
-    force: bool = False
-    grace: float | None = None
-    source: str = "signal"
-
-
-@dataclass
-class _Sampler:
-    last_ts: float = 0.0
-    last_cpu_ticks: dict[tuple[int, int], int] = field(default_factory=dict)
-
-
 class Supervisor:
     """Runs one command to completion under every teardown tier available here."""
 
@@ -154,38 +123,87 @@ class Supervisor:
         self.record = record
         self.spec = spec
         self.run_id = record.id
-        self.stdout_fd = stdout_fd
-        self.stderr_fd = stderr_fd
-        self.stdin_fd = stdin_fd
-        self.use_pty = stdout_fd is not None and os.isatty(stdout_fd)
-        self.forward_stdin = self.use_pty and stdin_fd is not None and os.isatty(stdin_fd)
-        self.child_pid: int | None = None
-        self.child_start: int | None = None
-        self.child_status: int | None = None
-        self.child_reaped_at: int | None = None  # clock ticks since boot
+        self.term = UserTerminal(stdout_fd, stderr_fd, stdin_fd)
+        self.child: MainChild | None = None
         self.cgroup: RunCgroup | None = None
         self.tiers: dict[str, Any] = {}
-        self.stop: _StopRequest | None = None
-        self.stop_deadline: float | None = None
-        self.stop_reason: str | None = None
-        self.kill_all = False
+        self.stop = StopPolicy(spec.grace)
         self.teardown: Teardown | None = None
         self.watchdog: WatchdogLink | None = None
+        self.output: RunOutput | None = None
+        self.sampler = Sampler(record.id, spec.sample_interval)
         self._sel = selectors.DefaultSelector()
-        self._wake_r = -1
-        self._wake_w = -1
-        self._old_handlers: dict[int, Any] = {}
-        self._old_wakeup = -1
-        self._outputs: dict[int, tuple[TerminalSink | None, str]] = {}
-        self._master_fd: int | None = None
-        self._sinks: list[TerminalSink] = []
-        self._logfile: LogFile | None = None
-        self._sampler = _Sampler()
+        self._signals: SignalInbox | None = None
         self._last_stop_seq = 0
         self._started_mono = time.monotonic()
-        self._popen: subprocess.Popen[bytes] | None = None
 
-    # -- events ---------------------------------------------------------------------------
+    def run(self) -> int:
+        """Supervise the run to its end; returns the exit status to report.
+
+        Raises:
+            SpawnError: the command could not be started (after recording it in the journal).
+        """
+        self._signals = SignalInbox(HANDLED, ignored=BACKGROUND_TTY)
+        self._sel.register(self._signals.fd, selectors.EVENT_READ, self._drain_signals)
+        try:
+            return self._run()
+        except SpawnError:
+            raise
+        except BaseException as exc:
+            # A bug or a broken journal must not leave the run behind: the watchdog will be
+            # told "done" by the cleanup, so end every process of the run here first.
+            self._emergency_teardown(exc)
+            raise
+        finally:
+            self._cleanup()
+
+    def _run(self) -> int:
+        self._setup_tiers()
+        self._start_watchdog()
+        self.output = output = RunOutput(LogFile(self.record.log_path), on_end=self._unwatch)
+        try:
+            self.child = child = self._spawn(output)
+        except SpawnError as error:
+            self.event(EventKind.SPAWN_FAILED, error=str(error), exit_code=error.exit_code)
+            output.log.write(f"ocrtrain: {error}\n".encode())
+            self._finish(error.exit_code, None, RunState.FAILED, str(error))
+            raise
+        self._mark_running(child)
+        self._loop(child, output)
+        return self._finish_run(child)
+
+    def _loop(self, child: MainChild, output: RunOutput) -> None:
+        """Wait for output and signals, reap; once the main child is gone, end the rest."""
+        while True:
+            for key, _ in self._sel.select(self._next_timeout()):
+                key.data(key.fd)
+            self._reap()
+            if child.running:
+                self._check_deadlines(time.monotonic())
+                continue
+            if self.teardown is None:
+                self.teardown = self._make_teardown(self.stop.teardown_grace())
+                self.teardown.begin()
+            if self.teardown.step():
+                self._reap()  # the last members died after the step's own reap
+                output.drain()
+                return
+
+    def _next_timeout(self) -> float:
+        now = time.monotonic()
+        candidates = [self.sampler.next_due() - now]
+        running = self.child is not None and self.child.running
+        if self.stop.deadline is not None and running:
+            candidates.append(self.stop.deadline - now)
+        if self.spec.timeout is not None:
+            candidates.append(self._started_mono + self.spec.timeout - now)
+        if self.teardown is not None:
+            candidates.append(min(0.05, self.teardown.deadline() - now))
+        elif not running:
+            candidates.append(0.0)
+        return max(0.0, min(candidates))
+
+    # -- start ----------------------------------------------------------------------------
 
     def event(
         self, kind: EventKind, pid: int | None = None, signal: int | None = None, **detail: Any
@@ -194,28 +212,6 @@ class Supervisor:
             self.journal.add_event(self.run_id, kind, pid=pid, signal=signal, **detail)
         except Exception:  # the journal must never take the run down
             log.exception("run %s: could not record %s", self.run_id, kind)
-
-    # -- setup ----------------------------------------------------------------------------
-
-    def _install_signals(self) -> None:
-        # os.pipe() fds are close-on-exec (PEP 446); pipe2 would be Linux-only.
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for sig in HANDLED:
-            self._old_handlers[sig] = signal.signal(sig, _noop_handler)
-        # Reading the terminal from the background must fail (EIO), not stop the supervisor.
-        self._old_handlers[signal.SIGTTIN] = signal.signal(signal.SIGTTIN, signal.SIG_IGN)
-        self._old_handlers[signal.SIGTTOU] = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, "signals")
-
-    def _restore_signals(self) -> None:
-        for sig, handler in self._old_handlers.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler)
-        with contextlib.suppress(ValueError):
-            signal.set_wakeup_fd(self._old_wakeup)
 
     def _setup_tiers(self) -> None:
         self.tiers["session"] = True
@@ -232,148 +228,270 @@ class Supervisor:
         self.tiers["pidfd"] = hasattr(os, "pidfd_open")
         self.tiers["pdeathsig"] = sys.platform.startswith("linux")
 
-    def _child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.spec.env)
-        env[RUN_ID_ENV] = self.run_id
-        env[RUN_DIR_ENV] = self.record.run_dir
-        env[HOME_ENV] = str(self.journal.home)
-        env["OCRTRAIN_SUPERVISOR_PID"] = str(os.getpid())
-        return env
+    def _start_watchdog(self) -> None:
+        self.watchdog = WatchdogLink.launch(self.journal.home, self.run_id, self.cgroup)
+        self.event(EventKind.WATCHDOG_STARTED, pid=self.watchdog.pid)
 
-    def _spawn(self) -> None:
-        parent = os.getpid()
-        cgroup = self.cgroup
-        use_pty = self.use_pty
-
-        def in_child() -> None:
-            # Runs in the child between fork and exec (start_new_session already ran setsid).
-            if cgroup is not None:
-                cgroup.add_self()  # a failure aborts this spawn; it is retried without cgroup
-            set_parent_death_signal(signal.SIGKILL, expected_parent=parent)
-            if use_pty:
-                fcntl.ioctl(1, termios.TIOCSCTTY, 0)
-            for sig in (signal.SIGTTIN, signal.SIGTTOU):
-                signal.signal(sig, signal.SIG_DFL)
-
-        stdin: int | None = None
-        if self.use_pty:
-            master, slave = pty.openpty()
-            self._copy_winsize(master_slave=slave)
-            if self.forward_stdin:
-                attrs = termios.tcgetattr(slave)
-                attrs[3] &= ~termios.ECHO  # the user's terminal already echoes what they type
-                termios.tcsetattr(slave, termios.TCSANOW, attrs)
-                stdin = slave
-            stdout = stderr = slave
-        else:
-            out_r, out_w = os.pipe()  # close-on-exec; Popen dup2()s the write ends
-            err_r, err_w = os.pipe()
-            stdout, stderr = out_w, err_w
-            if self.stdin_fd is None:
-                stdin = subprocess.DEVNULL
+    def _spawn(self, output: RunOutput) -> MainChild:
+        stdio = self.term.open_stdio()
         try:
-            try:
-                self._popen = self._popen_child(stdin, stdout, stderr, in_child)
-            except subprocess.SubprocessError:
-                # The child could not join the run cgroup (e.g. no write access to
-                # cgroup.procs): run without that tier rather than not at all.
-                assert cgroup is not None
-                cgroup.remove()
-                self.cgroup = cgroup = None
-                self.tiers["cgroup"] = False
-                self.tiers["cgroup_reason"] = "the command could not join the run cgroup"
-                self._popen = self._popen_child(stdin, stdout, stderr, in_child)
-        except FileNotFoundError as exc:
-            self._close_spawn_fds(use_pty, locals())
-            raise SpawnError(f"command not found: {self.spec.argv[0]}", 127) from exc
-        except PermissionError as exc:
-            self._close_spawn_fds(use_pty, locals())
-            raise SpawnError(f"command not executable: {self.spec.argv[0]}", 126) from exc
-        except OSError as exc:
-            self._close_spawn_fds(use_pty, locals())
-            raise SpawnError(f"cannot execute {self.spec.argv[0]}: {exc.strerror}", 126) from exc
-        self.child_pid = self._popen.pid
-        st = procfs.read_stat(self.child_pid)
-        self.child_start = st.start if st else None
-        if self.use_pty:
-            os.close(slave)
-            self._master_fd = master
-            sink = self._make_sink(self.stdout_fd, "stdout")
-            self._register_output(master, sink, "pty")
-            if self.forward_stdin and self.stdin_fd is not None:
-                self._sel.register(self.stdin_fd, selectors.EVENT_READ, "stdin")
-        else:
-            os.close(out_w)
-            os.close(err_w)
-            self._register_output(out_r, self._make_sink(self.stdout_fd, "stdout"), "stdout")
-            self._register_output(err_r, self._make_sink(self.stderr_fd, "stderr"), "stderr")
+            child = self._start_child(stdio)
+        except BaseException:
+            stdio.close()
+            raise
+        stdio.close_child_ends()
+        for fd, dest in stdio.outputs:
+            copy = output.copy_to(self.term.out[dest], dest)
+            if output.add(fd, copy, pipe=not stdio.is_pty, name=dest):
+                self._sel.register(fd, selectors.EVENT_READ, output.pump)
+        if self.term.takes_input and self.term.stdin_fd is not None:
+            self._sel.register(self.term.stdin_fd, selectors.EVENT_READ, self._pass_input)
+        return child
 
-    def _popen_child(
-        self, stdin: int | None, stdout: int, stderr: int, in_child: Callable[[], None]
-    ) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            list(self.spec.argv),
-            cwd=self.record.cwd,
-            env=self._child_env(),
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-            preexec_fn=in_child,  # noqa: PLW1509 (single-threaded at this point)
+    def _start_child(self, stdio: ChildStdio) -> MainChild:
+        env = {
+            **os.environ,
+            **self.spec.env,
+            RUN_ID_ENV: self.run_id,
+            RUN_DIR_ENV: self.record.run_dir,
+            HOME_ENV: str(self.journal.home),
+            "OCRTRAIN_SUPERVISOR_PID": str(os.getpid()),
+        }
+        args = (list(self.spec.argv), self.record.cwd, env, stdio)
+        try:
+            return start_child(*args, self.cgroup)
+        except subprocess.SubprocessError:
+            if self.cgroup is None:
+                raise
+            # The child could not join the run cgroup (e.g. no write access to
+            # cgroup.procs): run without that tier rather than not at all.
+            self.cgroup.remove()
+            self.cgroup = None
+            self.tiers["cgroup"] = False
+            self.tiers["cgroup_reason"] = "the command could not join the run cgroup"
+            return start_child(*args, None)
+
+    def _mark_running(self, child: MainChild) -> None:
+        assert self.watchdog is not None
+        self.watchdog.tell_child(child.pid, child.start or 0)
+        sup = procfs.read_stat(os.getpid())
+        self.journal.transition(
+            self.run_id,
+            RunState.RUNNING,
+            EventKind.STARTED,
+            only_from=[RunState.STARTING],
+            detail={"pid": child.pid, "tiers": self.tiers},
+            supervisor_pid=os.getpid(),
+            supervisor_start=sup.start if sup else None,
+            child_pid=child.pid,
+            child_start=child.start,
+            pgid=child.pid,
+            sid=child.pid,
+            cgroup=str(self.cgroup.path) if self.cgroup else None,
+            watchdog_pid=self.watchdog.pid,
+            watchdog_start=self.watchdog.start,
+            started_at=time.time(),
+            tiers=self.tiers,
+        )
+        log.info("run %s: started pid %d: %s", self.run_id, child.pid, self.spec.argv)
+
+    # -- in the loop ----------------------------------------------------------------------
+
+    def _unwatch(self, fd: int) -> None:
+        self._sel.unregister(fd)
+
+    def _pass_input(self, fd: int) -> None:
+        if not self.term.pass_input():
+            self._sel.unregister(fd)
+
+    def _drain_signals(self, fd: int) -> None:
+        assert self._signals is not None
+        for sig in self._signals.read():
+            self._on_signal(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGCHLD:
+            return  # reaping happens once per loop turn
+        if sig == signal.SIGWINCH:
+            self.term.resized()
+            return
+        if sig == signal.SIGTSTP:
+            # The child's group is orphaned (its own session): the kernel would discard a
+            # SIGTSTP, so stop it with SIGSTOP; SIGCONT (fg) continues both.
+            self._signal_child_group(signal.SIGSTOP)
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return
+        if sig == signal.SIGCONT:
+            self._signal_child_group(signal.SIGCONT)
+            return
+        self.event(EventKind.SIGNAL_RECEIVED, pid=os.getpid(), signal=sig, name=signal_name(sig))
+        if sig not in STOP_SIGNALS:
+            self._forward(sig)
+            return
+        request = self._pending_stop_request() if sig == signal.SIGTERM else None
+        self._ask_stop(request or StopRequest.from_signal(sig))
+
+    def _pending_stop_request(self) -> StopRequest | None:
+        """A stop asked for by `ocrtrain stop` (journal event + SIGTERM to us)."""
+        events = self.journal.events(
+            self.run_id, after_seq=self._last_stop_seq, kinds=[EventKind.STOP_REQUESTED]
+        )
+        if not events:
+            return None
+        self._last_stop_seq = events[-1].seq
+        grace = events[-1].detail.get("grace")
+        return StopRequest(
+            source=str(events[-1].detail.get("source", "ocrtrain stop")),
+            force=any(bool(e.detail.get("force")) for e in events),
+            grace=float(grace) if grace is not None else None,
         )
 
-    @staticmethod
-    def _close_spawn_fds(use_pty: bool, scope: dict[str, Any]) -> None:
-        names = ("master", "slave") if use_pty else ("out_r", "out_w", "err_r", "err_w")
-        for name in names:
-            fd = scope.get(name)
-            if isinstance(fd, int):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+    def _ask_stop(self, request: StopRequest) -> None:
+        assert self.child is not None
+        step = self.stop.ask(
+            request,
+            time.monotonic(),
+            child_running=self.child.running,
+            killing=self.teardown is None or self.teardown.escalated,
+        )
+        if step is StopStep.SIGNAL:
+            self._forward(request.signal)
+            self.journal.transition(
+                self.run_id, RunState.STOPPING, only_from=[RunState.RUNNING, RunState.STARTING]
+            )
+        elif step is StopStep.KILL:
+            self._kill_now()
 
-    def _make_sink(self, fd: int | None, name: str) -> TerminalSink | None:
-        if fd is None:
-            return None
-        sink = TerminalSink(fd, name=name)
-        self._sinks.append(sink)
-        return sink
+    def _check_deadlines(self, now: float) -> None:
+        """While the main child runs: the end of a stop's grace, the limits, the samples."""
+        if self.stop.expire(now) is StopStep.KILL:
+            self._kill_now()
+        breach = timeout_breach(self.spec, now - self._started_mono)
+        if self.sampler.due(now):
+            sample = self.sampler.take(find_members(self.run_id, **self._membership()), now)
+            try:
+                self.journal.add_sample(sample)
+            except Exception:
+                log.exception("run %s: could not store a resource sample", self.run_id)
+            breach = breach or memory_breach(self.spec, sample)
+        if breach is not None and self.stop.request is None:
+            self.event(EventKind.LIMIT_EXCEEDED, limit=breach.limit, reason=breach.reason)
+            log.warning("run %s: %s; stopping it", self.run_id, breach.reason)
+            reason = f"stopped: {breach.reason}"
+            self._ask_stop(StopRequest(source=f"limit {breach.limit}", reason=reason))
 
-    def _register_output(self, fd: int, sink: TerminalSink | None, stream: str) -> None:
-        os.set_blocking(fd, False)
-        self._outputs[fd] = (sink, stream)
-        self._sel.register(fd, selectors.EVENT_READ, "output")
-
-    def _copy_winsize(self, master_slave: int | None = None) -> None:
-        target = master_slave if master_slave is not None else self._master_fd
-        if target is None or self.stdout_fd is None:
+    def _forward(self, sig: int) -> None:
+        """Pass a signal on the way a terminal would: SIGINT to the child's process group (the
+        child and the workers it forked, as Ctrl+C does), every other signal to the child."""
+        if self.child is None or not self.child.running:
             return
         try:
-            size = fcntl.ioctl(self.stdout_fd, termios.TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(target, termios.TIOCSWINSZ, size)
-        except OSError:
-            pass
+            # The child is our own unreaped child: its pid (and so its pgid) cannot be reused.
+            if sig == signal.SIGINT:
+                os.killpg(self.child.pid, sig)
+            else:
+                os.kill(self.child.pid, sig)
+        except ProcessLookupError:
+            return
+        target = "child process group" if sig == signal.SIGINT else "child"
+        self.event(EventKind.SIGNAL_SENT, pid=self.child.pid, signal=sig, to=target)
 
-    # -- the loop -------------------------------------------------------------------------
+    def _signal_child_group(self, sig: int) -> None:
+        if self.child is None or not self.child.running:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.child.pid, sig)
 
-    def run(self) -> int:
-        """Supervise the run to its end; returns the exit status to report.
+    def _kill_now(self) -> None:
+        """SIGKILL the whole run now (child included); later stragglers get no grace either."""
+        log.warning("run %s: %s; killing every process of the run", self.run_id, self.stop.kill_why)
+        teardown = self._make_teardown(grace=0.0)
+        teardown.begin()
+        if self.child is not None and not self.child.running:
+            self.teardown = teardown  # replaces a teardown still inside its grace
 
-        Raises:
-            SpawnError: the command could not be started (after recording it in the journal).
-        """
-        self._install_signals()
-        try:
-            return self._run()
-        except SpawnError:
-            raise
-        except BaseException as exc:
-            # A bug or a broken journal must not leave the run behind: the watchdog will be
-            # told "done" by the cleanup, so end every process of the run here first.
-            self._emergency_teardown(exc)
-            raise
-        finally:
-            self._cleanup()
+    def _membership(self) -> dict[str, Any]:
+        """Who belongs to the run, as find_members and Teardown take it."""
+        return {
+            "sid": self.child.pid if self.child else None,
+            "sid_until": self.child.reaped_at if self.child else None,
+            "cgroup": self.cgroup,
+            "root_pid": os.getpid(),
+            "exclude": [self.watchdog.pid] if self.watchdog else [],
+        }
+
+    def _make_teardown(self, grace: float) -> Teardown:
+        return Teardown(
+            self.run_id, grace=grace, on_event=self.event, reap=self._reap, **self._membership()
+        )
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.child is not None and pid == self.child.pid:
+                self.child.reaped(status)
+                code, sig = exit_status(status)
+                self.event(EventKind.CHILD_EXITED, pid=pid, signal=sig, exit_code=code)
+            elif self.watchdog is not None and pid == self.watchdog.pid:
+                self.event(EventKind.WATCHDOG_LOST, pid=pid, status=status)
+                if self.child is None or self.child.running:
+                    self._restart_watchdog()
+            else:
+                self.event(EventKind.REAPED, pid=pid, status=status)
+
+    def _restart_watchdog(self) -> None:
+        self._start_watchdog()
+        assert self.watchdog is not None
+        if self.child is not None:
+            self.watchdog.tell_child(self.child.pid, self.child.start or 0)
+        self.journal.update_run(
+            self.run_id, watchdog_pid=self.watchdog.pid, watchdog_start=self.watchdog.start
+        )
+
+    # -- the end --------------------------------------------------------------------------
+
+    def _finish_run(self, child: MainChild) -> int:
+        code, sig = exit_status(child.status if child.status is not None else 0)
+        if self.stop.request is not None:
+            state = RunState.STOPPED
+        elif code == 0:
+            state = RunState.SUCCEEDED
+        else:
+            state = RunState.FAILED
+        reason = self.stop.reason or (
+            f"killed by {signal_name(sig)}" if sig is not None else f"exit code {code}"
+        )
+        self._finish(code, sig, state, reason)
+        return code
+
+    def _finish(self, code: int, sig: int | None, state: RunState, reason: str) -> None:
+        result = self.teardown.result if self.teardown is not None else None
+        self.journal.transition(
+            self.run_id,
+            state,
+            EventKind.FINISHED,
+            only_from=ACTIVE_STATES,
+            detail={
+                "state": str(state),
+                "exit_code": code,
+                "signal": sig,
+                "reason": reason,
+                "survivors": result.survivors if result else {},
+                "log_bytes": self.output.log.bytes_written if self.output else 0,
+                "terminal_bytes_dropped": self.output.terminal_bytes_dropped if self.output else 0,
+                "supervisor_peak_rss": _peak_rss(),
+            },
+            exit_code=code,
+            exit_signal=sig,
+            reason=reason,
+        )
+        if result is not None and result.survivors:
+            log.warning("run %s: processes survived teardown: %s", self.run_id, result.survivors)
 
     def _emergency_teardown(self, exc: BaseException) -> None:
         log.error("run %s: supervisor error %r; killing the run", self.run_id, exc)
@@ -390,403 +508,30 @@ class Supervisor:
                 reason=f"supervisor error: {exc!r}",
             )
 
-    def _run(self) -> int:
-        self._setup_tiers()
-        sup = procfs.read_stat(os.getpid())
-        self.watchdog = WatchdogLink.launch(self.journal.home, self.run_id, self.cgroup)
-        self.event(EventKind.WATCHDOG_STARTED, pid=self.watchdog.pid)
-        self._logfile = LogFile(self.record.log_path)
-        try:
-            self._spawn()
-        except SpawnError as exc:
-            self.event(EventKind.SPAWN_FAILED, error=str(exc), exit_code=exc.exit_code)
-            self._logfile.write(f"ocrtrain: {exc}\n".encode())
-            self._finish(exc.exit_code, None, RunState.FAILED, str(exc))
-            raise
-        assert self.child_pid is not None
-        self.watchdog.tell_child(self.child_pid, self.child_start or 0)
-        self.journal.transition(
-            self.run_id,
-            RunState.RUNNING,
-            EventKind.STARTED,
-            only_from=[RunState.STARTING],
-            detail={"pid": self.child_pid, "tiers": self.tiers},
-            supervisor_pid=os.getpid(),
-            supervisor_start=sup.start if sup else None,
-            child_pid=self.child_pid,
-            child_start=self.child_start,
-            pgid=self.child_pid,
-            sid=self.child_pid,
-            cgroup=str(self.cgroup.path) if self.cgroup else None,
-            watchdog_pid=self.watchdog.pid,
-            watchdog_start=self.watchdog.start,
-            started_at=time.time(),
-            tiers=self.tiers,
-        )
-        log.info("run %s: started pid %d: %s", self.run_id, self.child_pid, self.spec.argv)
-        self._loop()
-        code, sig = exit_status(self.child_status if self.child_status is not None else 0)
-        if self.stop is not None:
-            state = RunState.STOPPED
-        elif code == 0:
-            state = RunState.SUCCEEDED
-        else:
-            state = RunState.FAILED
-        reason = self.stop_reason or (
-            f"killed by {signal_name(sig)}" if sig is not None else f"exit code {code}"
-        )
-        self._finish(code, sig, state, reason)
-        return code
-
-    def _loop(self) -> None:
-        while True:
-            timeout = self._next_timeout()
-            for key, _ in self._sel.select(timeout):
-                if key.data == "signals":
-                    self._drain_signals()
-                elif key.data == "output":
-                    self._read_output(int(key.fd))
-                elif key.data == "stdin":
-                    self._forward_stdin(int(key.fd))
-            self._reap()
-            now = time.monotonic()
-            if self.child_status is None:
-                if self.stop_deadline is not None and now >= self.stop_deadline:
-                    self._escalate(f"grace of {self._stop_grace():g} s expired")
-                self._sample_and_check_limits()
-                continue
-            if self.teardown is None:
-                self._begin_teardown()
-            assert self.teardown is not None
-            if self.teardown.step():
-                self._reap()  # the last members died after the step's own reap
-                self._drain_outputs()
-                return
-
-    def _next_timeout(self) -> float:
-        now = time.monotonic()
-        candidates = [self._sampler.last_ts + self.spec.sample_interval - now]
-        if self.stop_deadline is not None and self.child_status is None:
-            candidates.append(self.stop_deadline - now)
-        if self.spec.timeout is not None:
-            candidates.append(self._started_mono + self.spec.timeout - now)
-        if self.teardown is not None:
-            candidates.append(min(0.05, self.teardown.deadline() - now))
-        if self.child_status is not None and self.teardown is None:
-            candidates.append(0.0)
-        return max(0.0, min(candidates))
-
-    # -- signals --------------------------------------------------------------------------
-
-    def _drain_signals(self) -> None:
-        try:
-            data = os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            return
-        for sig in data:
-            self._on_signal(sig)
-
-    def _on_signal(self, sig: int) -> None:
-        if sig == signal.SIGCHLD:
-            return  # reaping happens once per loop turn
-        if sig == signal.SIGWINCH:
-            self._copy_winsize()  # the kernel sends SIGWINCH to the child's foreground group
-            return
-        if sig == signal.SIGTSTP:
-            # The child's group is orphaned (its own session): the kernel would discard a
-            # SIGTSTP, so stop it with SIGSTOP; SIGCONT (fg) continues both.
-            self._signal_child_group(signal.SIGSTOP)
-            os.kill(os.getpid(), signal.SIGSTOP)
-            return
-        if sig == signal.SIGCONT:
-            self._signal_child_group(signal.SIGCONT)
-            return
-        self.event(EventKind.SIGNAL_RECEIVED, pid=os.getpid(), signal=sig, name=signal_name(sig))
-        if sig not in STOP_SIGNALS:
-            self._forward(sig)
-            return
-        request = self._pending_stop_request() if sig == signal.SIGTERM else None
-        if request is None:
-            request = _StopRequest(source=signal_name(sig))
-        self._request_stop(request, sig)
-
-    def _pending_stop_request(self) -> _StopRequest | None:
-        """A stop asked for by `ocrtrain stop` (journal event + SIGTERM to us)."""
-        events = self.journal.events(
-            self.run_id, after_seq=self._last_stop_seq, kinds=[EventKind.STOP_REQUESTED]
-        )
-        if not events:
-            return None
-        self._last_stop_seq = events[-1].seq
-        force = any(bool(e.detail.get("force")) for e in events)
-        grace = events[-1].detail.get("grace")
-        return _StopRequest(
-            force=force,
-            grace=float(grace) if grace is not None else None,
-            source=str(events[-1].detail.get("source", "ocrtrain stop")),
-        )
-
-    def _request_stop(self, request: _StopRequest, sig: int) -> None:
-        if self.child_status is not None:
-            if request.force and self.teardown is not None and not self.teardown.escalated:
-                self._escalate(f"forced by {request.source}")
-            return
-        already = self.stop is not None
-        if self.stop is None:
-            self.stop = request
-            self.stop_reason = f"stopped by {request.source}"
-        if request.force:
-            self.stop_reason = f"killed by {request.source} (force)"
-            self._escalate(f"forced by {request.source}")
-            return
-        if already:
-            if request.source.startswith("SIG"):
-                # A second Ctrl+C (or SIGTERM/SIGHUP) while stopping: the user means now.
-                self._escalate(f"second {signal_name(sig)} while stopping")
-            return
-        self._forward(sig)
-        self.stop_deadline = time.monotonic() + self._stop_grace()
-        self.journal.transition(
-            self.run_id, RunState.STOPPING, only_from=[RunState.RUNNING, RunState.STARTING]
-        )
-
-    def _stop_grace(self) -> float:
-        if self.stop is not None and self.stop.grace is not None:
-            return self.stop.grace
-        return self.spec.grace
-
-    def _forward(self, sig: int) -> None:
-        """Pass a signal on the way a terminal would: SIGINT to the child's process group (the
-        child and the workers it forked, as Ctrl+C does), every other signal to the child."""
-        if self.child_pid is None or self.child_status is not None:
-            return
-        try:
-            # The child is our own unreaped child: its pid (and so its pgid) cannot be reused.
-            if sig == signal.SIGINT:
-                os.killpg(self.child_pid, sig)
-            else:
-                os.kill(self.child_pid, sig)
-        except ProcessLookupError:
-            return
-        target = "child process group" if sig == signal.SIGINT else "child"
-        self.event(EventKind.SIGNAL_SENT, pid=self.child_pid, signal=sig, to=target)
-
-    def _signal_child_group(self, sig: int) -> None:
-        if self.child_pid is None or self.child_status is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.child_pid, sig)
-
-    def _escalate(self, why: str) -> None:
-        """SIGKILL the whole run now (child included); later stragglers get no grace either."""
-        self.stop_deadline = None
-        self.kill_all = True
-        if self.stop_reason is None or "force" not in self.stop_reason:
-            self.stop_reason = (self.stop_reason or "stopped") + f"; SIGKILL after {why}"
-        log.warning("run %s: %s; killing every process of the run", self.run_id, why)
-        teardown = self._make_teardown(grace=0.0)
-        teardown.begin()
-        if self.child_status is not None:
-            self.teardown = teardown  # replaces a teardown still inside its grace
-
-    # -- teardown ---------------------------------------------------------------------------
-
-    def _make_teardown(self, grace: float) -> Teardown:
-        exclude = [self.watchdog.pid] if self.watchdog else []
-        return Teardown(
-            self.run_id,
-            grace=grace,
-            sid=self.child_pid,
-            sid_until=self.child_reaped_at,
-            cgroup=self.cgroup,
-            root_pid=os.getpid(),
-            exclude=exclude,
-            on_event=self.event,
-            reap=self._reap,
-        )
-
-    def _begin_teardown(self) -> None:
-        grace = 0.0 if self.kill_all else self._stop_grace()
-        self.teardown = self._make_teardown(grace)
-        self.teardown.begin()
-
-    # -- reaping ----------------------------------------------------------------------------
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == self.child_pid:
-                self.child_status = status
-                self.child_reaped_at = procfs.now_ticks()
-                if self._popen is not None:
-                    self._popen.returncode = exit_status(status)[0]
-                code, sig = exit_status(status)
-                self.event(EventKind.CHILD_EXITED, pid=pid, signal=sig, exit_code=code)
-            elif self.watchdog is not None and pid == self.watchdog.pid:
-                self.event(EventKind.WATCHDOG_LOST, pid=pid, status=status)
-                if self.child_status is None:
-                    self.watchdog = WatchdogLink.launch(self.journal.home, self.run_id, self.cgroup)
-                    if self.child_pid is not None:
-                        self.watchdog.tell_child(self.child_pid, self.child_start or 0)
-                    self.event(EventKind.WATCHDOG_STARTED, pid=self.watchdog.pid)
-                    self.journal.update_run(
-                        self.run_id,
-                        watchdog_pid=self.watchdog.pid,
-                        watchdog_start=self.watchdog.start,
-                    )
-            else:
-                self.event(EventKind.REAPED, pid=pid, status=status)
-
-    # -- output ---------------------------------------------------------------------------
-
-    def _read_output(self, fd: int) -> bool:
-        """Read one chunk; returns False (and unregisters) at end of stream."""
-        try:
-            data = os.read(fd, READ_CHUNK)
-        except BlockingIOError:
-            return True
-        except OSError as exc:
-            if exc.errno != errno.EIO:  # EIO: the pty's last slave closed
-                log.warning("reading run output failed: %s", exc)
-            data = b""
-        if not data:
-            self._sel.unregister(fd)
-            os.close(fd)
-            del self._outputs[fd]
-            return False
-        assert self._logfile is not None
-        self._logfile.write(data)
-        sink, _ = self._outputs[fd]
-        if sink is not None:
-            sink.write(data)
-        return True
-
-    def _drain_outputs(self) -> None:
-        """Read what is left once every process of the run is gone."""
-        for fd in list(self._outputs):
-            while fd in self._outputs and self._read_output(fd):
-                pass
-
-    def _forward_stdin(self, fd: int) -> None:
-        try:
-            data = os.read(fd, READ_CHUNK)
-        except OSError:
-            data = b""
-        if not data or self._master_fd is None:
-            self._sel.unregister(fd)
-            return
-        with contextlib.suppress(OSError):
-            os.write(self._master_fd, data)
-
-    # -- resources and limits -------------------------------------------------------------
-
-    def _sample_and_check_limits(self) -> None:
-        now = time.monotonic()
-        if self.spec.timeout is not None and now - self._started_mono >= self.spec.timeout:
-            self._limit_stop("timeout", f"ran longer than --timeout {self.spec.timeout:g} s")
-        if now - self._sampler.last_ts < self.spec.sample_interval:
-            return
-        wall = now - self._sampler.last_ts if self._sampler.last_ts else 0.0
-        self._sampler.last_ts = now
-        members = find_members(
-            self.run_id,
-            sid=self.child_pid,
-            sid_until=self.child_reaped_at,
-            cgroup=self.cgroup,
-            root_pid=os.getpid(),
-            exclude=[self.watchdog.pid] if self.watchdog else [],
-        )
-        page = os.sysconf("SC_PAGE_SIZE")
-        rss = sum(st.rss_pages for st in members.values()) * page
-        ticks = {(st.pid, st.start): st.utime + st.stime for st in members.values()}
-        cpu = 0.0
-        if wall > 0:
-            delta = sum(t - self._sampler.last_cpu_ticks.get(k, t) for k, t in ticks.items())
-            cpu = 100.0 * delta / procfs.CLOCK_TICKS / wall
-        self._sampler.last_cpu_ticks = ticks
-        gpu = gpu_memory_by_pid()
-        gpu_bytes = sum(gpu.get(pid, 0) for pid in members) if gpu is not None else None
-        try:
-            self.journal.add_sample(
-                SampleRecord(self.run_id, time.time(), len(members), cpu, rss, gpu_bytes)
-            )
-        except Exception:
-            log.exception("run %s: could not store a resource sample", self.run_id)
-        if self.spec.max_memory is not None and rss > self.spec.max_memory:
-            self._limit_stop(
-                "max_memory",
-                f"RSS {rss // 2**20} MiB exceeded --max-memory {self.spec.max_memory // 2**20} MiB",
-            )
-
-    def _limit_stop(self, limit: str, why: str) -> None:
-        if self.stop is not None:
-            return
-        self.event(EventKind.LIMIT_EXCEEDED, limit=limit, reason=why)
-        log.warning("run %s: %s; stopping it", self.run_id, why)
-        self._request_stop(_StopRequest(source=f"limit {limit}"), signal.SIGTERM)
-        self.stop_reason = f"stopped: {why}"
-
-    # -- the end --------------------------------------------------------------------------
-
-    def _finish(self, code: int, sig: int | None, state: RunState, reason: str) -> None:
-        result = self.teardown.result if self.teardown is not None else None
-        self.journal.transition(
-            self.run_id,
-            state,
-            EventKind.FINISHED,
-            only_from=ACTIVE_STATES,
-            detail={
-                "state": str(state),
-                "exit_code": code,
-                "signal": sig,
-                "reason": reason,
-                "survivors": result.survivors if result else {},
-                "log_bytes": self._logfile.bytes_written if self._logfile else 0,
-                "terminal_bytes_dropped": sum(sink.total_dropped for sink in self._sinks),
-                "supervisor_peak_rss": _peak_rss(),
-            },
-            exit_code=code,
-            exit_signal=sig,
-            reason=reason,
-        )
-        if result is not None and result.survivors:
-            log.warning("run %s: processes survived teardown: %s", self.run_id, result.survivors)
-
     def _cleanup(self) -> None:
-        for sink in self._sinks:
-            sink.close()
-        if self._logfile is not None:
-            self._logfile.close()
-        for fd in list(self._outputs):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if self.output is not None:
+            self.output.close()
         if self.watchdog is not None:
             self.watchdog.release()
-            self._reap_watchdog()
+            _reap_within(self.watchdog.pid, 2.0)
         if self.cgroup is not None:
             self.cgroup.remove()
         self._sel.close()
-        self._restore_signals()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if self._signals is not None:
+            self._signals.close()
 
-    def _reap_watchdog(self) -> None:
-        assert self.watchdog is not None
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            try:
-                pid, _ = os.waitpid(self.watchdog.pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid:
-                return
-            time.sleep(0.01)
+
+def _reap_within(pid: int, timeout: float) -> None:
+    """Reap our child `pid` if it exits within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.01)
 
 
 def _peak_rss() -> int | None:
@@ -800,11 +545,6 @@ def _peak_rss() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def _noop_handler(signum: int, frame: object) -> None:
-    """Signals are read from the wakeup pipe by the loop; the handler only has to exist."""
-    del signum, frame
 
 
 def run_foreground(spec: RunSpec, journal: Journal) -> tuple[str, int]:
