@@ -75,6 +75,16 @@ def test_cleanup_removes_what_a_run_left_and_nothing_else(
     assert _gone(live_dirs)
 
 
+def test_the_supervisor_removes_what_its_run_left(journal: Journal, tmp_path: Path, procs) -> None:  # type: ignore[no-untyped-def]
+    handle, rec, _idents, dirs = _pymp_run(journal, tmp_path, procs, "stopped")
+    handle.stop(grace=5)
+    handle.wait(timeout=20)
+    supervisor = identity(rec.supervisor_pid)
+    wait_until(lambda: not alive(supervisor), 10, "the supervisor to exit")
+    assert _gone(dirs), "the supervisor's own teardown removes the run's temp folders"
+    assert not (journal.home / "leftovers" / rec.id).exists()
+
+
 def test_the_startup_check_removes_an_empty_cgroup_and_temp_folders(
     journal: Journal, tmp_path: Path, procs
 ) -> None:  # type: ignore[no-untyped-def]

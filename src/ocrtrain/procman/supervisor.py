@@ -26,9 +26,9 @@ from typing import Any
 
 from ocrtrain.procman import procfs
 from ocrtrain.procman.cgroup import CgroupUnavailable, RunCgroup
+from ocrtrain.procman.envnames import HOME_ENV, RUN_DIR_ENV, RUN_ID_ENV, SUPERVISOR_PID_ENV
 from ocrtrain.procman.errors import SpawnError, UsageError
-from ocrtrain.procman.handoff import RUN_DIR_ENV, RUN_ID_ENV
-from ocrtrain.procman.home import HOME_ENV, runs_dir
+from ocrtrain.procman.home import runs_dir
 from ocrtrain.procman.journal import (
     ACTIVE_STATES,
     EventKind,
@@ -37,6 +37,7 @@ from ocrtrain.procman.journal import (
     RunState,
     new_run_id,
 )
+from ocrtrain.procman.leftovers import remove_run_leftovers
 from ocrtrain.procman.lifeline import become_subreaper, set_parent_death_signal
 from ocrtrain.procman.output import LogFile, RunOutput
 from ocrtrain.procman.sampling import Sampler, memory_breach, timeout_breach
@@ -255,7 +256,7 @@ class Supervisor:
             RUN_ID_ENV: self.run_id,
             RUN_DIR_ENV: self.record.run_dir,
             HOME_ENV: str(self.journal.home),
-            "OCRTRAIN_SUPERVISOR_PID": str(os.getpid()),
+            SUPERVISOR_PID_ENV: str(os.getpid()),
         }
         args = (list(self.spec.argv), self.record.cwd, env, stdio)
         try:
@@ -516,6 +517,8 @@ class Supervisor:
             _reap_within(self.watchdog.pid, 2.0)
         if self.cgroup is not None:
             self.cgroup.remove()
+        with contextlib.suppress(Exception):  # a tidy-up, never a reason to fail the run
+            remove_run_leftovers(self.journal.home, self.run_id, None)
         self._sel.close()
         if self._signals is not None:
             self._signals.close()
