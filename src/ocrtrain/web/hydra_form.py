@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.config_choices import CHOICES, choice_problem
 from ocrtrain.hydra_checks import is_hydra_setting, one_line, type_mismatch
+from ocrtrain.web.config_help import config_help
 
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "train"
 # Groups whose options are shown as selects; presets are groups that default to nothing.
-FORM_GROUPS = ("model", "data", "trainer", "dataloaders")
+FORM_GROUPS = ("model", "data", "trainer", "callbacks", "logger", "dataloaders")
 PRESET_GROUPS = ("debug", "experiment")
 MAX_FIELD_DEPTH = 2  # fields down to group.a.b; deeper keys are still accepted as overrides
 MAX_OVERRIDES = 100
@@ -157,7 +159,11 @@ class ConfigTree:
                 raise OverrideError(one_line(exc)) from exc
         if not isinstance(data, dict):  # pragma: no cover - train.yaml is a mapping
             raise OverrideError("the composed config is not a mapping")
-        return Composed(ovs, {str(k): v for k, v in data.items()})
+        config = {str(k): v for k, v in data.items()}
+        problem = choice_problem(config)
+        if problem:
+            raise OverrideError(problem)
+        return Composed(ovs, config)
 
     @staticmethod
     def _check_types(base: Any, cfg: Any, overrides: list[str], groups: set[str]) -> None:
@@ -180,6 +186,7 @@ class ConfigTree:
         ovs = check_syntax(choices)
         groups = self.groups()
         with _lock:
+            _register_resolvers()
             try:
                 cfg = self._compose(ovs, with_hydra=True)
                 runtime = OmegaConf.to_container(cfg.hydra.runtime.choices, resolve=False)
@@ -212,7 +219,30 @@ class ConfigTree:
             node = data.get(g)
             if isinstance(node, dict):
                 sections.append({"name": g, "fields": _fields(node, g)})
+        picked = {str(k): None if v is None else str(v) for k, v in chosen.items()}
+        describe_fields(sections, cfg, config_help(self.config_dir, picked))
         return {"config_dir": str(self.config_dir), "groups": out_groups, "sections": sections}
+
+
+def describe_fields(sections: list[dict[str, Any]], cfg: Any, help_: dict[str, str]) -> None:
+    """Add to each field its help (the config's comments, else its parent key's), the value
+    an interpolation (`${...}`) resolves to now, and its choices where the set is closed."""
+    from omegaconf import OmegaConf
+
+    for sec in sections:
+        for f in sec["fields"]:
+            key = f["key"]
+            parent = key.rpartition(".")[0]
+            f["help"] = help_.get(key) or help_.get(parent)
+            if key in CHOICES:
+                f["choices"] = list(CHOICES[key])
+            if isinstance(f["default"], str) and "${" in f["default"]:
+                try:
+                    value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+                except Exception:  # a resolver that needs a running job (hydra:...)
+                    value = None
+                if value is not None and not OmegaConf.is_config(value):
+                    f["resolved"] = format_value(value)
 
 
 def _fields(node: dict[str, Any], prefix: str, depth: int = 1) -> list[dict[str, Any]]:
