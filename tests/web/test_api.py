@@ -231,6 +231,11 @@ def test_processes_and_prometheus(server: UIServer) -> None:
         step = rf"ocrtrain_run_step{labels} \d"
         wait_for(lambda: re.search(step, c.get("/metrics").text), 20, "the run's step")
         assert "# TYPE ocrtrain_run_train_loss gauge" in c.get("/metrics").text
+        # The supervisor's resource samples of the run, for the run page's charts.
+        samples = wait_for(
+            lambda: c.get(f"/api/runs/{run_id}/resources").json()["samples"], 20, "a sample"
+        )
+        assert samples[0]["processes"] >= 1 and samples[0]["rss_mib"] > 0
         c.post(f"/api/runs/{run_id}/stop", json={"force": True})
         wait_for(lambda: not run_pids(run_id), 20, "the run to end")
 

@@ -488,6 +488,7 @@ const runView = { id: null, run: null, stop: null, lines: 0, metrics: [], metric
 function openRun(id) {
   Object.assign(runView, { id, run: null, stop: null, lines: 0, metrics: [], metricsOffset: 0, lastSeq: 0 });
   if (runBoard) runBoard.clear();
+  if (resourceBoard) resourceBoard.clear();
   $("#log").replaceChildren();
   $("#log-hits").classList.add("hidden");
   $("#timeline").replaceChildren();
@@ -496,6 +497,7 @@ function openRun(id) {
   every(2000, refreshMetrics);
   every(2000, refreshRunProcs);
   every(3000, refreshCheckpoints);
+  every(5000, refreshResources);
   gallery.steps = [];
   gallery.follow = true;
   gallery.shown = null;
@@ -681,9 +683,19 @@ async function refreshMetrics() {
 }
 
 let runBoard = null;
+let resourceBoard = null;
 function drawCharts() {
   if (!runBoard) runBoard = new ChartBoard($("#charts"));
   runBoard.showRun(runView.metrics, { xKey: $("#metrics-x").value, logY: $("#metrics-log").checked });
+}
+// The supervisor's samples of the run's CPU, RSS and GPU memory, against time.
+async function refreshResources() {
+  const id = runView.id;
+  let d;
+  try { d = await api(`/api/runs/${id}/resources`); } catch (_) { return; }
+  if (id !== runView.id) return;
+  if (!resourceBoard) resourceBoard = new ChartBoard($("#resource-charts"));
+  resourceBoard.showRun(d.samples, { xKey: "time", logY: false });
 }
 $("#metrics-x").addEventListener("change", drawCharts);
 $("#metrics-log").addEventListener("change", drawCharts);
