@@ -77,6 +77,7 @@ def test_schema_from_hydra_config(server: UIServer) -> None:
             "key": "trainer.max_steps",
             "type": "int",
             "default": 1000,
+            "help": None,
         }
         assert fields["trainer.lines_per_s"]["type"] == "float"
         assert fields["model.channels"]["type"] == "list"
@@ -230,6 +231,11 @@ def test_processes_and_prometheus(server: UIServer) -> None:
         step = rf"ocrtrain_run_step{labels} \d"
         wait_for(lambda: re.search(step, c.get("/metrics").text), 20, "the run's step")
         assert "# TYPE ocrtrain_run_train_loss gauge" in c.get("/metrics").text
+        # The supervisor's resource samples of the run, for the run page's charts.
+        samples = wait_for(
+            lambda: c.get(f"/api/runs/{run_id}/resources").json()["samples"], 20, "a sample"
+        )
+        assert samples[0]["processes"] >= 1 and samples[0]["rss_mib"] > 0
         c.post(f"/api/runs/{run_id}/stop", json={"force": True})
         wait_for(lambda: not run_pids(run_id), 20, "the run to end")
 
@@ -399,3 +405,24 @@ def test_sigterm_with_open_log_stream(make_server: Callable[..., UIServer]) -> N
         request_stop(journal, journal.resolve(run_id), source="test")
         wait_for(lambda: journal.resolve(run_id).state == "stopped", 30, "the run to stop")
     wait_for(lambda: not run_pids(run_id), 20, "the run's processes to end")
+
+
+def test_form_speaks_to_a_newcomer(make_server: Callable[..., UIServer]) -> None:
+    """On the real configs: help from the YAML comments, what `${...}` resolves to, closed
+    choices as lists (and checked before launch), the callbacks group (the time budget)."""
+    from web_helpers import REAL_CONFIGS, REAL_TRAINER
+
+    server = make_server(config_dir=REAL_CONFIGS, train_script=REAL_TRAINER)
+    with server.client() as c:
+        schema = c.get("/api/config/schema").json()
+        fields = {f["key"]: f for s in schema["sections"] for f in s["fields"]}
+        assert {"callbacks", "logger"} <= {s["name"] for s in schema["sections"]}
+        budget = fields["callbacks.time_budget.seconds"]
+        assert budget["default"] == 480 and "seconds" in budget["help"]
+        assert "epochs" in fields["trainer.max_epochs"]["help"]
+        assert fields["torch_threads"]["default"] == "${ocr.cpus_minus:1}"
+        assert int(fields["torch_threads"]["resolved"]) >= 1
+        assert fields["trainer.precision"]["resolved"] in ("bf16-mixed", "32-true")
+        assert fields["model.optimizer"]["choices"] == ["adamw", "muon"]
+        r = c.post("/api/config/validate", json={"overrides": ["model.optimizer=sgd"]})
+        assert r.status_code == 422 and "must be one of adamw, muon" in r.json()["detail"]

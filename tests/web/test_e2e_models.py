@@ -3,7 +3,8 @@ of the trainer. Two runs of one experiment keep two best checkpoints; the runs t
 sorts their scores; their curves overlay; a checkpoint reads an image and is evaluated from
 the run page.
 
-Set OCRTRAIN_SCREENSHOTS=1 to also write docs/screenshots/{runs-table,run-checkpoints,compare}.png.
+Set OCRTRAIN_SCREENSHOTS=1 to also write docs/screenshots/ (runs-table, compare, run-checkpoints,
+form).
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def test_choose_a_model(make_server: Callable[..., UIServer], page: Any, tmp_pat
         bests.append(page.get_attribute(f"{best} td", "title"))
         page.wait_for_selector(".chart-box[data-chart='loss'] canvas")
         page.wait_for_selector(".chart-box[data-chart='cer'] canvas")
+        with server.client() as c:
+            sampled = c.get(f"/api/runs/{run_id}/resources").json()["samples"]
+        if sampled:  # the supervisor samples every 5 s: a quick run may end before the first
+            page.wait_for_selector("#resource-charts .chart-box[data-chart='mem'] canvas")
     assert len(set(bests)) == 2 and all(Path(str(b)).is_file() for b in bests), bests
     href = page.get_attribute("#ckpts tr[data-name='best.ckpt'] a.download", "href")
     assert href and href.endswith("/checkpoints/best.ckpt")
@@ -134,5 +139,20 @@ def test_choose_a_model(make_server: Callable[..., UIServer], page: Any, tmp_pat
     page.wait_for_function(
         "document.querySelector('#run-procs-status').textContent === 'no live process'"
     )
+    # Clone a run: the form holds its overrides, explained (help, resolved values, choices).
+    page.goto(f"{server.url}/#/run/{ids[0]}")
+    page.wait_for_selector("#run-state.succeeded")
+    page.click("#btn-clone")
+    page.wait_for_function(
+        "document.querySelector('#cmd').textContent.includes('model.lr=0.003')"
+        " && document.querySelector('#validation').classList.contains('ok')"
+    )
+    assert "seed=1" in page.inner_text("#cmd") and "debug=smoke" in page.inner_text("#cmd")
+    assert page.eval_on_selector('select[data-key="model.optimizer"]', "s => s.options.length") == 2
+    resolved = page.inner_text('input[data-key="torch_threads"] ~ .resolved')
+    assert re.fullmatch(r"= \d+", resolved), resolved
+    assert page.locator("#sections .help").count() > 10
+    shoot(page, "form.png")
+
     for run_id in [*ids, eval_id]:
         wait_for(lambda rid=run_id: not run_pids(rid), 30, "the run's processes to end")

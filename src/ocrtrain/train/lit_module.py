@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from ocrtrain.config_choices import OPTIMIZERS, SCHEDULERS
 from ocrtrain.train.callbacks import time_budget
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.errors import ConfigError
@@ -28,11 +29,9 @@ MODEL_KIND = "ocrtrain.crnn-ctc"
 # 2: BiLSTM as two unpacked directions (crnn.BiLSTM); 3: contrast-normalized input lines
 # (transforms.stretch_contrast): a format-2 model would misread them.
 FORMAT_VERSION = 3
-# onecycle: warm-up then cosine decay over the whole run (needs a finite run), which ends with
-# the time budget when there is one (callbacks.TimeBudget); constant: `lr`.
-SCHEDULERS = ("onecycle", "constant")
-# adamw: AdamW for every parameter; muon: Muon for weight matrices and filters (optim.py).
-OPTIMIZERS = ("adamw", "muon")
+# SCHEDULERS: onecycle: warm-up then cosine decay over the whole run (needs a finite run), which
+# ends with the time budget when there is one (callbacks.TimeBudget); constant: `lr`.
+# OPTIMIZERS: adamw: AdamW for every parameter; muon: Muon for weight matrices and filters.
 
 
 class OCRLitModule(L.LightningModule):

@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.config_choices import CHOICES, choice_problem
 from ocrtrain.hydra_checks import is_hydra_setting, leaves, one_line, type_mismatch
 from ocrtrain.web import override_guard as guard
+from ocrtrain.web.config_help import config_help
 
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "train"
 # Groups whose options are shown as selects; presets are groups that default to nothing.
-FORM_GROUPS = ("model", "data", "trainer", "dataloaders")
+FORM_GROUPS = ("model", "data", "trainer", "callbacks", "logger", "dataloaders")
 PRESET_GROUPS = ("debug", "experiment")
 MAX_FIELD_DEPTH = 2  # fields down to group.a.b; deeper keys are still accepted as overrides
 MAX_OVERRIDES = 100
@@ -189,6 +191,9 @@ class ConfigTree:
             guard.check_resume(config, self.run_cwd, self.checkpoint_dirs)
         except guard.GuardError as exc:
             raise OverrideError(str(exc)) from None
+        problem = choice_problem(config)
+        if problem:
+            raise OverrideError(problem)
         return Composed(ovs, config)
 
     @staticmethod
@@ -212,6 +217,7 @@ class ConfigTree:
         ovs = check_syntax(choices)
         groups = self.groups()
         with _lock:
+            _register_resolvers()
             try:
                 cfg = self._compose(ovs, with_hydra=True)
                 runtime = OmegaConf.to_container(cfg.hydra.runtime.choices, resolve=False)
@@ -244,7 +250,30 @@ class ConfigTree:
             node = data.get(g)
             if isinstance(node, dict):
                 sections.append({"name": g, "fields": _fields(node, g)})
+        picked = {str(k): None if v is None else str(v) for k, v in chosen.items()}
+        describe_fields(sections, cfg, config_help(self.config_dir, picked))
         return {"config_dir": str(self.config_dir), "groups": out_groups, "sections": sections}
+
+
+def describe_fields(sections: list[dict[str, Any]], cfg: Any, help_: dict[str, str]) -> None:
+    """Add to each field its help (the config's comments, else its parent key's), the value
+    an interpolation (`${...}`) resolves to now, and its choices where the set is closed."""
+    from omegaconf import OmegaConf
+
+    for sec in sections:
+        for f in sec["fields"]:
+            key = f["key"]
+            parent = key.rpartition(".")[0]
+            f["help"] = help_.get(key) or help_.get(parent)
+            if key in CHOICES:
+                f["choices"] = list(CHOICES[key])
+            if isinstance(f["default"], str) and "${" in f["default"]:
+                try:
+                    value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+                except Exception:  # a resolver that needs a running job (hydra:...)
+                    value = None
+                if value is not None and not OmegaConf.is_config(value):
+                    f["resolved"] = format_value(value)
 
 
 def _fields(node: dict[str, Any], prefix: str, depth: int = 1) -> list[dict[str, Any]]:

@@ -323,6 +323,27 @@ def run_metrics(
     }
 
 
+@router.get("/{run_id}/resources", summary="The run's CPU, memory and GPU memory over time")
+def run_resources(request: Request, run_id: str) -> dict[str, Any]:
+    """The supervisor's resource samples of the run's processes, oldest first: `time`,
+    `processes`, `cpu_percent` (of one core), `rss_mib`, `gpu_mib` (null without a GPU)."""
+    ctx = get_ctx(request)
+    rec = find_run(ctx, run_id)
+    mib = 1024 * 1024
+    return {
+        "samples": [
+            {
+                "time": s.ts,
+                "processes": s.n_procs,
+                "cpu_percent": s.cpu_percent,
+                "rss_mib": round(s.rss_bytes / mib, 1),
+                "gpu_mib": None if s.gpu_bytes is None else round(s.gpu_bytes / mib, 1),
+            }
+            for s in ctx.journal.samples(rec.id)
+        ]
+    }
+
+
 @router.get("/{run_id}/processes", summary="The run's live process tree")
 def run_processes_view(request: Request, run_id: str) -> dict[str, Any]:
     ctx = get_ctx(request)

@@ -330,6 +330,9 @@ const builder = {
     if (f.type === "bool") {
       input = el("input", { type: "checkbox" });
       input.checked = this.edited.has(f.key) ? this.edited.get(f.key) === "true" : !!f.default;
+    } else if (f.choices) {
+      input = el("select", {}, ...f.choices.map((c) => el("option", { value: c, text: c })));
+      input.value = this.edited.has(f.key) ? this.edited.get(f.key) : def;
     } else {
       const numeric = f.type === "int" || f.type === "float";
       input = el("input", { type: numeric ? "number" : "text", step: f.type === "float" ? "any" : "1", spellcheck: "false" });
@@ -342,7 +345,11 @@ const builder = {
     input.addEventListener("input", () => this.fieldChanged(input));
     input.addEventListener("change", () => this.fieldChanged(input));
     const k = el("label", { class: "k", title: `${f.key} (${f.type}), default ${def}`, text: f.key });
-    const row = [k, input];
+    // An interpolation shows what it stands for now; the config's comments are the help.
+    const cell = el("div", { class: "v" }, input,
+      f.resolved !== undefined ? el("span", { class: "resolved muted", title: `${def} resolves to ${f.resolved}`, text: `= ${f.resolved}` }) : null);
+    const row = [k, cell];
+    if (f.help) row.push(el("div", { class: "help muted", title: f.help, text: f.help }));
     this.mark(input, k);
     return row;
   },
@@ -352,7 +359,30 @@ const builder = {
   mark(input, label) {
     const changed = this.valueOf(input) !== input.dataset.default;
     input.classList.toggle("changed", changed);
-    (label || input.previousSibling).classList.toggle("changed-k", changed);
+    (label || input.closest(".v").previousSibling).classList.toggle("changed-k", changed);
+  },
+
+  // Fill the form with a run's overrides: group choices, known fields, the rest as extra lines.
+  async clone(overrides) {
+    const groups = new Set(this.schema ? this.schema.groups.map((g) => g.name) : []);
+    const fields = new Set(this.schema ? this.schema.sections.flatMap((s) => s.fields.map((f) => f.key)) : []);
+    const choices = [];
+    const extra = [];
+    this.edited.clear();
+    for (const o of overrides) {
+      const [k, ...rest] = o.split("=");
+      const v = rest.join("=");
+      if (groups.has(k)) choices.push(o);
+      else if (fields.has(k) && !o.startsWith("+") && !o.startsWith("~")) this.edited.set(k, v.replace(/^'(.*)'$/, "$1"));
+      else extra.push(o);
+    }
+    $("#extra").value = extra.join("\n");
+    await this.load(choices);
+    for (const sel of document.querySelectorAll("[data-group]")) {
+      const c = choices.find((x) => x.startsWith(`${sel.dataset.group}=`));
+      if (c) sel.value = c.split("=")[1] === "null" ? "" : c.split("=")[1];
+    }
+    this.update();
   },
 
   fieldChanged(input) {
@@ -458,6 +488,7 @@ const runView = { id: null, run: null, stop: null, lines: 0, metrics: [], metric
 function openRun(id) {
   Object.assign(runView, { id, run: null, stop: null, lines: 0, metrics: [], metricsOffset: 0, lastSeq: 0 });
   if (runBoard) runBoard.clear();
+  if (resourceBoard) resourceBoard.clear();
   $("#log").replaceChildren();
   $("#log-hits").classList.add("hidden");
   $("#timeline").replaceChildren();
@@ -466,6 +497,7 @@ function openRun(id) {
   every(2000, refreshMetrics);
   every(2000, refreshRunProcs);
   every(3000, refreshCheckpoints);
+  every(5000, refreshResources);
   gallery.steps = [];
   gallery.follow = true;
   gallery.shown = null;
@@ -502,6 +534,7 @@ async function refreshRun() {
   $("#run-cmd").textContent = r.command;
   $("#btn-stop").disabled = !r.active || !!(d.stop && r.state === "stopping");
   $("#btn-kill").disabled = !r.active;
+  $("#btn-clone").disabled = !r.overrides;
   updateCountdown();
   const fresh = d.events.filter((e) => e.seq > runView.lastSeq);
   for (const e of fresh) {
@@ -650,9 +683,19 @@ async function refreshMetrics() {
 }
 
 let runBoard = null;
+let resourceBoard = null;
 function drawCharts() {
   if (!runBoard) runBoard = new ChartBoard($("#charts"));
   runBoard.showRun(runView.metrics, { xKey: $("#metrics-x").value, logY: $("#metrics-log").checked });
+}
+// The supervisor's samples of the run's CPU, RSS and GPU memory, against time.
+async function refreshResources() {
+  const id = runView.id;
+  let d;
+  try { d = await api(`/api/runs/${id}/resources`); } catch (_) { return; }
+  if (id !== runView.id) return;
+  if (!resourceBoard) resourceBoard = new ChartBoard($("#resource-charts"));
+  resourceBoard.showRun(d.samples, { xKey: "time", logY: false });
 }
 $("#metrics-x").addEventListener("change", drawCharts);
 $("#metrics-log").addEventListener("change", drawCharts);
@@ -701,6 +744,15 @@ $("#read-file").addEventListener("change", async (ev) => {
 $("#eval-kind").addEventListener("change", () => {
   $("#eval-arg").value = $("#eval-kind").value === "synth" ? "200" : "";
   $("#eval-arg").placeholder = $("#eval-kind").value === "synth" ? "lines" : "/path/to/folder with labels.tsv";
+});
+$("#btn-clone").addEventListener("click", async () => {
+  const r = runView.run;
+  if (!r || !r.overrides) return;
+  location.hash = "#/";
+  await builder.load([]);
+  await builder.clone(r.overrides);
+  $("#run-name").value = r.name === "train" ? "" : r.name;
+  toast(`the form holds run ${r.id}'s overrides: change what you like and launch`);
 });
 $("#btn-eval").addEventListener("click", async () => {
   const kind = $("#eval-kind").value;

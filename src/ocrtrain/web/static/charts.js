@@ -7,6 +7,7 @@ const SERIES_COLORS = {
   "train/loss": "#2563eb", "val/loss": "#dc2626", "test/loss": "#9333ea",
   "val/cer": "#dc2626", "test/cer": "#9333ea", "val/line_acc": "#16a34a", "test/line_acc": "#0d9488",
   "lr": "#ea580c", "lines_per_s": "#0891b2",
+  "cpu_percent": "#2563eb", "rss_mib": "#16a34a", "gpu_mib": "#9333ea",
 };
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#a16207", "#db2777", "#4b5563", "#65a30d"];
 function colorOf(name, index) {
@@ -23,8 +24,10 @@ const CHART_GROUPS = [
   { id: "cer", title: "Character error rate and line accuracy", match: (k) => /(^|\/)(cer|line_acc)$/.test(k) },
   { id: "lr", title: "Learning rate", match: (k) => k === "lr" },
   { id: "speed", title: "Training speed (lines/s)", match: (k) => k === "lines_per_s" },
+  { id: "cpu", title: "CPU of the run's processes (% of one core)", match: (k) => k === "cpu_percent" },
+  { id: "mem", title: "Memory of the run's processes (MiB): RSS and GPU", match: (k) => /_mib$/.test(k) },
 ];
-const NOT_SERIES = new Set(["step", "epoch", "time", "split"]);
+const NOT_SERIES = new Set(["step", "epoch", "time", "split", "processes"]);
 function groupOf(key) {
   return CHART_GROUPS.find((g) => g.match(key)) || { id: "other", title: "Other", match: () => true };
 }
@@ -125,7 +128,7 @@ class MetricChart {
       height: 190,
       series,
       scales: { x: { time: false }, y: opts.logY ? { distr: 3 } : {} },
-      axes: [{ label: X_LABELS[opts.xKey] || opts.xKey, size: 36 }, { size: 56, values: (u, vs) => vs.map(fmtVal) }],
+      axes: [{ label: X_LABELS[opts.xKey] || opts.xKey, size: 36 }, { size: 60 }],
       cursor: { drag: { x: true, y: false } },
       legend: { live: true },
       plugins: [bestMarkerPlugin()],
@@ -168,7 +171,9 @@ class ChartBoard {
       groups.get(g.id).keys.push(k);
     }
     for (const id of [...this.charts.keys()]) if (!groups.has(id)) { this.charts.get(id).destroy(); this.charts.get(id).box.remove(); this.charts.delete(id); }
-    for (const { group, keys: ks } of groups.values()) this.chart(group).update(seriesTables(records, opts.xKey, ks), opts);
+    const rank = (g) => { const i = CHART_GROUPS.findIndex((c) => c.id === g.id); return i < 0 ? CHART_GROUPS.length : i; };
+    const ordered = [...groups.values()].sort((a, b) => rank(a.group) - rank(b.group));
+    for (const { group, keys: ks } of ordered) this.chart(group).update(seriesTables(records, opts.xKey, ks), opts);
     return keys.length;
   }
   // Several runs: one chart per key, a series per run, each run keeping its colour.
