@@ -375,8 +375,9 @@ def test_a_full_disk_is_one_error_and_keeps_the_last_checkpoint(start_train, sma
     assert "Traceback" not in out
     p.assert_no_survivors()
     ckpts = _ckpt_dir(small_disk, "smoke")
-    names = sorted(c.name for c in ckpts.iterdir())
-    assert names in (["last.ckpt"], ["best.ckpt", "last.ckpt"]), names  # no temp file left
+    assert not list(ckpts.glob("*.tmp-*")), list(ckpts.iterdir())  # no temp file left
+    names = sorted(c.name for c in ckpts.glob("*.ckpt"))
+    assert names in (["last.ckpt"], ["best.ckpt", "last.ckpt"]), names
     for name in names:
         assert _global_step(ckpts / name) >= 1  # whole and loadable
     for metrics in small_disk.glob("smoke/runs/*/metrics.jsonl"):

@@ -4,11 +4,14 @@ latest validation scores, so the web UI lists checkpoints without loading torch 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from ocrtrain.train.checkpoint_io import atomic_write
+
+log = logging.getLogger(__name__)
 
 SUFFIX = ".json"
 SCORES = ("val/cer", "val/line_acc", "train/loss")
@@ -31,4 +34,7 @@ def write_record(ckpt: str | Path, trainer: Any, monitor: str | None) -> None:
         "monitor": monitor,
         "metrics": {k: round(float(metrics[k]), 6) for k in SCORES if k in metrics},
     }
-    atomic_write(record_path(ckpt), (json.dumps(doc) + "\n").encode())
+    try:
+        atomic_write(record_path(ckpt), (json.dumps(doc) + "\n").encode())
+    except OSError as exc:  # a convenience for listings: the checkpoint itself is saved
+        log.warning("could not write %s: %s", record_path(ckpt), exc.strerror or exc)
