@@ -184,26 +184,22 @@ def _use_bar(mode: str) -> bool:
         return False
 
 
-def train(cfg: Any) -> TrainResult:
-    """Fit (and test) the model described by the resolved config `cfg`."""
-    import lightning as L
-    from lightning.pytorch.callbacks import TQDMProgressBar
+@dataclass
+class _Place:
+    """Where a run writes and what it resumes: one answer for every rank of a job."""
+
+    shape: Any  # the launcher's job shape (torchrun, srun), None for a plain run
+    rank_zero: bool
+    output_dir: Path
+    ckpt_dir: Path
+    experiment_dir: Path
+    ckpt_path: Path | None  # the checkpoint to resume from
+
+
+def _place_run(cfg: Any) -> _Place:
+    """The run's folders and resume checkpoint; under torchrun or srun, rank 0's for all."""
     from lightning.pytorch.utilities import rank_zero_only
-    from omegaconf import OmegaConf
 
-    from ocrtrain.train.callbacks import (
-        GracefulSignals,
-        JobProgress,
-        PlainProgress,
-        TrainingInterrupted,
-        worker_lost,
-    )
-    from ocrtrain.train.inference import check_compatible, read_checkpoint
-    from ocrtrain.train.known_warnings import quiet_known_warnings
-    from ocrtrain.train.loggers import build_loggers
-    from ocrtrain.train.resume_check import training_left
-
-    quiet_known_warnings()
     shape = _job_shape()
     composed_dir = Path(cfg.paths.output_dir).resolve()
     output_dir = _shared_output_dir(composed_dir)
@@ -218,32 +214,35 @@ def train(cfg: Any) -> TrainResult:
 
         job.join(shape, str(cfg.trainer.accelerator), float(cfg.dist.timeout_s))
         output_dir, ckpt_dir, ckpt_path = job.agree(shape, cfg, output_dir, ckpt_dir, ckpt_path)
+    return _Place(shape, rank_zero, output_dir, ckpt_dir, experiment_dir, ckpt_path)
 
-    if cfg.get("torch_threads"):
-        import torch
 
-        torch.set_num_threads(int(cfg.torch_threads))
-    # Build everything that validates user input before writing anything.
-    _check_run_settings(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders))
-    model = build(cfg.model)
-    if ckpt_path is not None:
-        ckpt = read_checkpoint(ckpt_path)
-        check_compatible(ckpt, dict(model.hparams), ckpt_path)
-        _check_same_optimizer(ckpt, model.hparams, ckpt_path)
-        reached = training_left(ckpt, cfg)
-        if reached is not None:
-            raise NothingToTrain(
-                f"{ckpt_path} has already reached {reached}: nothing to train "
-                "(raise that limit to train on)"
-            )
-        if rank_zero:
-            log.warning("resuming from %s (step %s)", ckpt_path, ckpt.get("global_step"))
-        del ckpt  # Lightning reads it again to restore
+def _check_resume(cfg: Any, model: Any, place: _Place) -> None:
+    """The resume checkpoint fits this model, its optimizer and has something left to train."""
+    from ocrtrain.train.inference import check_compatible, read_checkpoint
+    from ocrtrain.train.resume_check import training_left
 
-    metrics_path = output_dir / "metrics.jsonl"
-    bar = _use_bar(str(cfg.progress))
+    path = place.ckpt_path
+    if path is None:
+        return
+    ckpt = read_checkpoint(path)
+    check_compatible(ckpt, dict(model.hparams), path)
+    _check_same_optimizer(ckpt, model.hparams, path)
+    reached = training_left(ckpt, cfg)
+    if reached is not None:
+        raise NothingToTrain(
+            f"{path} has already reached {reached}: nothing to train (raise that limit to train on)"
+        )
+    if place.rank_zero:
+        log.warning("resuming from %s (step %s)", path, ckpt.get("global_step"))
+
+
+def _build_callbacks(cfg: Any, place: _Place, bar: bool, metrics_path: Path) -> list[Any]:
+    """The configured callbacks, a progress bar or plain lines, and a rank's progress report."""
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from ocrtrain.train.callbacks import JobProgress, PlainProgress
+
     callbacks: list[Any] = []
     for name, spec in cfg.callbacks.items():
         if not spec or "_target_" not in spec:
@@ -256,29 +255,24 @@ def train(cfg: Any) -> TrainResult:
         callbacks.append(cb)
     if bar:
         callbacks.append(TQDMProgressBar(refresh_rate=5))
-    if shape is not None:
+    if place.shape is not None:
         from ocrtrain.dist import progress
 
         folder = progress.ranks_dir()
         if folder is not None:  # a supervised rank: its agent and `ocrtrain ps` read this
-            report = progress.ProgressFile(folder, shape, float(cfg.dist.timeout_s))
+            report = progress.ProgressFile(folder, place.shape, float(cfg.dist.timeout_s))
             callbacks.append(JobProgress(report))
-            progress.record_in_journal(shape)
+            progress.record_in_journal(place.shape)
+    return callbacks
 
-    # The trainer too validates input (strategy, accelerator): build it before writing.
-    trainer = build(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=bar,
-        default_root_dir=str(output_dir),
-        **(_job_trainer_args(shape, cfg) if shape is not None else {}),
-    )
 
-    created = _missing_dirs([output_dir, ckpt_dir]) if rank_zero else []
-    # Last of all: a logger may create its store (MLflow's mlruns/) as it is built.
-    trainer.loggers = build_loggers(cfg.get("logger"), build)
-    if rank_zero:
+def _make_folders(cfg: Any, place: _Place, metrics_path: Path, created: list[Path]) -> None:
+    """Create the run's folders (rank 0), prove every rank sees them, then record the run:
+    its config, where its outputs are, and the experiment's newest run."""
+    from omegaconf import OmegaConf
+
+    output_dir, ckpt_dir = place.output_dir, place.ckpt_dir
+    if place.rank_zero:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
             ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -286,34 +280,41 @@ def train(cfg: Any) -> TrainResult:
             raise ConfigError(
                 f"cannot create the run's output folder under paths.outputs_root: {exc}"
             ) from exc
-    if shape is not None:
+    if place.shape is not None:
+        from ocrtrain.dist import job
+
         try:
-            job.check_shared_folder(shape, ckpt_dir)
+            job.check_shared_folder(place.shape, ckpt_dir)
         except ConfigError:
             for folder in created:  # nothing half-written: the job never started
                 with contextlib.suppress(OSError):
                     folder.rmdir()
             raise
-    if rank_zero:
+    if place.rank_zero:
         OmegaConf.save(cfg, output_dir / "config.yaml")
         write_artifacts(output_dir, metrics_path, ckpt_dir)
-        if output_dir.parent.parent == experiment_dir:
-            point_latest(experiment_dir, output_dir)
+        if output_dir.parent.parent == place.experiment_dir:
+            point_latest(place.experiment_dir, output_dir)
         log.info("run output: %s", output_dir)
         # Ranks that Lightning starts for multi-device training inherit this environment.
         os.environ[RANKS_OUTPUT_DIR] = str(output_dir)
 
+
+def _fit_and_test(
+    cfg: Any, trainer: Any, model: Any, datamodule: Any, place: _Place, callbacks: list[Any]
+) -> TrainResult:
+    """Fit, test the best checkpoint, and turn a stop signal or a lost worker into a result."""
+    from ocrtrain.train.callbacks import GracefulSignals, TrainingInterrupted, worker_lost
+
     signals = next((c for c in callbacks if isinstance(c, GracefulSignals)), None)
-    if signals is not None:
-        signals.requeue_job = _requeue_job(cfg, shape)
-        signals.install()
-    result = TrainResult(0, output_dir, ckpt_dir)
+    result = TrainResult(0, place.output_dir, place.ckpt_dir)
     try:
-        resume = str(ckpt_path) if ckpt_path else None
+        resume = str(place.ckpt_path) if place.ckpt_path else None
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if cfg.test_after_fit and "test" in datamodule.datasets:
-            best = next((c.best_model_path for c in callbacks if getattr(c, "monitor", None)), "")
+            monitored = (c for c in callbacks if getattr(c, "monitor", None))
+            best = next((c.best_model_path for c in monitored), "")
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             result.metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         if signals is not None and signals.stop_signal is not None:
@@ -325,19 +326,67 @@ def train(cfg: Any) -> TrainResult:
         where = (
             f"last.ckpt saved at step {saved}, resume=auto goes on from there"
             if saved is not None
-            else f"resume=auto goes on from the last checkpoint in {ckpt_dir}"
+            else f"resume=auto goes on from the last checkpoint in {place.ckpt_dir}"
         )
         raise RunFailed(f"{' '.join(str(exc).split())} ({where})") from exc
     except TrainingInterrupted as exc:
-        if rank_zero:
-            log.warning("%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, ckpt_dir)
-        if exc.signum == signal.SIGUSR1 and rank_zero:
+        if place.rank_zero:
+            log.warning(
+                "%s at step %d; last.ckpt saved in %s", exc, trainer.global_step, place.ckpt_dir
+            )
+        if exc.signum == signal.SIGUSR1 and place.rank_zero:
             log.warning("the requeued job goes on from there with resume=auto")
         result.exit_code = 128 + exc.signum
+    return result
+
+
+def train(cfg: Any) -> TrainResult:
+    """Fit (and test) the model described by the resolved config `cfg`."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from ocrtrain.train.callbacks import GracefulSignals
+    from ocrtrain.train.known_warnings import quiet_known_warnings
+    from ocrtrain.train.loggers import build_loggers
+
+    quiet_known_warnings()
+    place = _place_run(cfg)
+    if cfg.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
+    # Build everything that validates user input before writing anything.
+    _check_run_settings(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders))
+    model = build(cfg.model)
+    _check_resume(cfg, model, place)
+    metrics_path = place.output_dir / "metrics.jsonl"
+    bar = _use_bar(str(cfg.progress))
+    callbacks = _build_callbacks(cfg, place, bar, metrics_path)
+    # The trainer too validates input (strategy, accelerator): build it before writing.
+    trainer = build(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=bar,
+        default_root_dir=str(place.output_dir),
+        **(_job_trainer_args(place.shape, cfg) if place.shape is not None else {}),
+    )
+    created = _missing_dirs([place.output_dir, place.ckpt_dir]) if place.rank_zero else []
+    # Last of all: a logger may create its store (MLflow's mlruns/) as it is built.
+    trainer.loggers = build_loggers(cfg.get("logger"), build)
+    _make_folders(cfg, place, metrics_path, created)
+
+    signals = next((c for c in callbacks if isinstance(c, GracefulSignals)), None)
+    if signals is not None:
+        signals.requeue_job = _requeue_job(cfg, place.shape)
+        signals.install()
+    try:
+        return _fit_and_test(cfg, trainer, model, datamodule, place, callbacks)
     finally:
         if signals is not None:
             signals.restore()
-    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
