@@ -8,8 +8,7 @@ torch is imported only after that.
 import sys
 
 from ocrtrain.dist.launch import launch_job
-from ocrtrain.procman.errors import UsageError
-from ocrtrain.procman.handoff import ensure_supervised
+from ocrtrain.procman import UsageError, ensure_supervised
 from ocrtrain.train.info import answer_without_training
 
 code = answer_without_training(sys.argv[1:], "runners/train.py")
