@@ -61,6 +61,7 @@ test: lint typecheck unit
 # Benchmarks print tables (see README, Performance); none of them is part of `make test`.
 bench: $(STAMP)
 	$(BIN)/python bench/orphans.py
+	$(BIN)/python bench/dist_faults.py
 	$(BIN)/python bench/ps_bench.py
 	$(BIN)/python bench/web_bench.py
 	$(BIN)/python bench/train_speed.py

@@ -46,6 +46,14 @@ def ckpt_step(path: Path) -> int | None:
         return None
 
 
+def saved_step(experiment_dir: Path) -> int | None:
+    """The step of the experiment's latest `last.ckpt` (each run keeps its own), or None."""
+    from ocrtrain.train.run_folders import latest_checkpoint
+
+    path = latest_checkpoint(experiment_dir)
+    return None if path is None else ckpt_step(path)
+
+
 def _cmdline(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -139,10 +147,17 @@ def start_two(
     *,
     wrap_a: Sequence[str] = (),
     host: str = "127.0.0.1",
+    addrs: tuple[str, str] | None = None,
 ) -> None:
+    """Start node A and node B; `addrs`: each node's own address (`--local-addr`), which
+    the node that gets global rank 0 tells the other ranks to reach it at."""
     endpoint = f"{host}:{free_port()}"
-    # torchrun hosts the rendezvous where the endpoint names this machine; an address of a
-    # network namespace it does not recognise: node A says it hosts.
-    conf = lambda host: ["--rdzv-conf", f"is_host={host}"] if wrap_a else []  # noqa: E731
-    nodes.append(Node("node-a", endpoint, overrides, wrap_a, conf("true")))
-    nodes.append(Node("node-b", endpoint, overrides, wrap_b, conf("false")))
+
+    def extra(node: int) -> list[str]:
+        # torchrun hosts the rendezvous where the endpoint names this machine; an address of
+        # a network namespace it does not recognise: node A says it hosts.
+        conf = ["--rdzv-conf", f"is_host={'true' if node == 0 else 'false'}"] if wrap_a else []
+        return [*conf, *(["--local-addr", addrs[node]] if addrs else [])]
+
+    nodes.append(Node("node-a", endpoint, overrides, wrap_a, extra(0)))
+    nodes.append(Node("node-b", endpoint, overrides, wrap_b, extra(1)))

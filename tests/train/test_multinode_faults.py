@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,78 @@ def test_a_stalled_rank_ends_the_job_naming_it_with_every_ranks_stack(
         ranks = sorted(k.global_rank for r in runs for k in journal.ranks(r.id))
         assert ranks == [0, 1]
     print(f"stall: the job was down on both nodes {took:.1f} s after the SIGSTOP")
+
+
+class Veth:
+    """Two network namespaces joined by a veth pair (`ip netns`, as root): each node's own
+    network, 10.231.N.1 and .2, so cutting the link is a real network cut."""
+
+    def __init__(self) -> None:
+        tag = os.getpid() % 100000
+        self.ns = (f"ocrt-a{tag}", f"ocrt-b{tag}")
+        self.links = (f"ocva{tag}", f"ocvb{tag}")
+        self.addrs = ("10.231.0.1", "10.231.0.2")
+
+    def ip(self, *args: str, ns: int | None = None) -> None:
+        where = ["ip", "netns", "exec", self.ns[ns]] if ns is not None else []
+        done = subprocess.run([*where, "ip", *args], capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            raise OSError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+    def up(self) -> None:
+        for ns in self.ns:
+            self.ip("netns", "add", ns)
+        self.ip("link", "add", self.links[0], "type", "veth", "peer", "name", self.links[1])
+        for i in (0, 1):
+            self.ip("link", "set", self.links[i], "netns", self.ns[i])
+            self.ip("addr", "add", f"{self.addrs[i]}/24", "dev", self.links[i], ns=i)
+            self.ip("link", "set", self.links[i], "up", ns=i)
+            self.ip("link", "set", "lo", "up", ns=i)
+
+    def wrap(self, i: int) -> list[str]:
+        """A node's command prefix: in its namespace, gloo on its link."""
+        return ["ip", "netns", "exec", self.ns[i], "env", f"GLOO_SOCKET_IFNAME={self.links[i]}"]
+
+    def cut(self) -> None:
+        self.ip("link", "set", self.links[1], "down", ns=1)
+
+    def down(self) -> None:
+        for ns in self.ns:  # deleting a namespace deletes its end of the pair, and the pair
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def veth() -> Iterator[Veth]:
+    pair = Veth()
+    try:
+        pair.up()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pair.down()
+        pytest.skip(f"no network namespaces with a veth pair here: {e}")
+    yield pair
+    pair.down()
+
+
+@pytest.mark.slow
+def test_a_network_cut_between_the_nodes_ends_the_job_on_both(
+    veth: Veth, nodes: list[Node], tmp_path: Path
+) -> None:
+    _start(
+        nodes,
+        tmp_path,
+        wrap_a=veth.wrap(0),
+        wrap_b=veth.wrap(1),
+        host=veth.addrs[0],
+        addrs=veth.addrs,
+    )
+    t0 = time.monotonic()
+    veth.cut()
+    took = _down_within(nodes, t0, STALL_BOUND_S)
+    results = [node.proc.returncode for node in nodes]
+    assert all(rc != 0 for rc in results), results
+    for node in nodes:
+        assert "made no progress" in node.output(), node.output()[-3000:]
+    with Journal() as journal:  # each node's journal names the stall
+        runs = [r for r in journal.list_runs() if r.job_id is not None]
+        assert len(runs) == 2 and all(journal.events(r.id, kinds=["stalled"]) for r in runs)
+    print(f"network cut: the job was down on both nodes {took:.1f} s later ({results})")
