@@ -1,0 +1,117 @@
+"""Training lines that look like the world: two text engines, held-out families kept out,
+fonts from folders, receipt text kinds."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from helpers import REPO
+from ocrtrain.train.data.datamodule import OCRDataModule
+from ocrtrain.train.data.fonts import (
+    BUNDLED,
+    family_of,
+    is_held_out,
+    resolve_fonts,
+)
+from ocrtrain.train.data.render import Degrade, paint, plan_line, skia_available
+from ocrtrain.train.data.synth import SynthLines
+from ocrtrain.train.data.text import receipt_line
+from ocrtrain.train.errors import ConfigError
+
+DATA_CFG = yaml.safe_load((REPO / "configs" / "data" / "synth_receipts.yaml").read_text())
+MODEL_CFG = yaml.safe_load((REPO / "configs" / "model" / "crnn.yaml").read_text())
+HELD_OUT = DATA_CFG["held_out_families"]
+CLEAN = Degrade(**DATA_CFG["degrade_presets"]["clean"])
+ENGINES = Degrade(**{**DATA_CFG["degrade_presets"]["clean"], "skia_p": 0.5, "unshaped_p": 0.5,
+                     "gamma_max": 0.5, "subpixel": True, "aliased_p": 0.2})  # fmt: skip
+
+
+def _installed(names: list[str]) -> list[str]:
+    return [f for f in resolve_fonts(names) if f != BUNDLED]
+
+
+def test_no_training_font_is_of_a_held_out_family() -> None:
+    fonts = _installed(DATA_CFG["train_fonts"])
+    if not fonts:
+        pytest.skip("no training font is installed (make fonts)")
+    seen = {family_of(f) for f in fonts}
+    assert not [f for f in seen if is_held_out(f, HELD_OUT)]
+    assert len(seen) >= 40  # many families, so no one family's shapes stand for a letter
+
+
+def test_the_unseen_engine_benchmark_draws_held_out_families_only() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    from unseen_engine import HELD_OUT_FAMILIES
+
+    assert set(HELD_OUT_FAMILIES) <= set(HELD_OUT)
+    for family in DATA_CFG["test_fonts"]:
+        for spec in _installed([family]):
+            assert is_held_out(family_of(spec), HELD_OUT)
+
+
+def test_style_families_count_as_their_family() -> None:
+    assert is_held_out("Roboto Condensed", ["Roboto"])
+    assert is_held_out("dejavu serif", ["DejaVu Serif"])
+    assert not is_held_out("DejaVu Sans", ["DejaVu Serif"])
+    assert not is_held_out("Robotomono", ["Roboto"])
+
+
+def test_font_dirs_add_fonts_but_never_held_out_ones(tmp_path: Path) -> None:
+    fonts = _installed(["Go-Regular.ttf", "DejaVuSerif.ttf"])
+    if len(fonts) < 2:
+        pytest.skip("Go and DejaVu Serif are not installed (make fonts)")
+    for f in fonts:
+        shutil.copy(f, tmp_path / Path(f).name)
+    dm = OCRDataModule(
+        train={"kind": "synth", "seed": 1, "fonts": [BUNDLED]},
+        font_dirs=[str(tmp_path)],
+        held_out_families=["DejaVu Serif"],
+    )
+    train = dm.datasets["train"]
+    assert isinstance(train, SynthLines)
+    assert sorted(Path(f).name for f in train.fonts) == ["Go-Regular.ttf", BUNDLED]
+    with pytest.raises(ConfigError, match=r"data\.font_dirs: font folder not found"):
+        OCRDataModule(train={"kind": "synth"}, font_dirs=[str(tmp_path / "nope")])
+
+
+def test_lines_are_drawn_by_two_engines_with_their_settings() -> None:
+    if not skia_available():
+        pytest.skip("skia-python is not installed")
+    fonts = _installed(["DejaVuSans.ttf", "Go-Regular.ttf"]) or [BUNDLED]
+    plans = [plan_line("AV To 1.63 ....", fonts[i % len(fonts)], random.Random(i), ENGINES)
+             for i in range(60)]  # fmt: skip
+    assert {p.engine for p in plans} >= {"pillow"}
+    if fonts != [BUNDLED]:
+        assert {p.engine for p in plans} == {"pillow", "skia"}
+        assert len({p.hinting for p in plans if p.engine == "skia"}) > 1
+    assert any(p.unshaped for p in plans) and any(not p.antialias for p in plans)
+    for p in plans[:20]:
+        img = np.asarray(paint(p))
+        assert img.min() < p.paper - 40  # ink was drawn
+        assert abs(img.shape[1] / img.shape[0] - p.aspect()) / p.aspect() < 0.15  # batching
+
+
+def test_scoring_presets_draw_as_before() -> None:
+    """Engine variety is drawn only where a preset asks for it: the default and held-out
+    presets keep Pillow's lines, image for image, so their figures stay comparable."""
+    for name in ("clean", "default", "heavy"):
+        deg = Degrade(**DATA_CFG["degrade_presets"][name])
+        p = plan_line("TOTAL 12.50", BUNDLED, random.Random(7), deg)
+        assert (p.engine, p.unshaped, p.x_frac, p.gamma) == ("pillow", (), 0.0, None)
+
+
+def test_receipt_text_has_the_kinds_receipts_print() -> None:
+    rng = random.Random(5)
+    lines = [receipt_line(rng) for _ in range(3000)]
+    joined = "\n".join(lines)
+    assert all(0 < len(s) <= 40 for s in lines)
+    for pattern in ("....", "====", "xxxx", "@", "://", ".com", "\\", "/", "1111", "llll"):
+        assert pattern in joined or pattern.upper() in joined, pattern
+    assert sum("@" in s and "." in s.split("@")[-1] for s in lines) > 30  # e-mail addresses
