@@ -69,7 +69,8 @@ def trim_margins(img: Image.Image) -> Image.Image:
     than 0.6x its height of paper on both sides; left or right: more than 1x), so tightly
     cropped lines, and lines whose ink cannot be told from speckle, are left as they are.
     Ink: pixels well below the paper level after a 3x3 median (which drops isolated specks);
-    faint, faded ink still counts.
+    faint, faded ink still counts. Ink about two strokes tall (a rule `=====`, a leader
+    `.....`) is not cut to: the line would be resized into giant dashes.
     """
     gray = img.convert("L")
     a = np.asarray(gray.filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
@@ -89,6 +90,10 @@ def trim_margins(img: Image.Image) -> Image.Image:
     left, right = int(cols[0]), int(cols[-1]) + 1
     h_img, w_img = a.shape
     text_h = bottom - top
+    band = mask[top:bottom]
+    runs = int(band[0].sum() + (band[1:] & ~band[:-1]).sum())  # vertical ink runs
+    if text_h < 2.2 * band.sum() / max(runs, 1):  # ~2 strokes tall: dots, dashes, rules,
+        return img  # whose margins are those of the letters they stand with: left alone
     keep = round(0.5 * text_h)
     y0, y1, x0, x1 = 0, h_img, 0, w_img
     if text_h < 0.4 * h_img and min(top, h_img - bottom) > 0.6 * text_h:
