@@ -1,5 +1,5 @@
 """Training lines that look like the world: two text engines, held-out families kept out,
-fonts from folders, receipt text kinds."""
+fonts from folders, receipt text kinds, and enough CTC frames for runs of narrow glyphs."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from helpers import REPO
+from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.datamodule import OCRDataModule
 from ocrtrain.train.data.fonts import (
     BUNDLED,
@@ -23,7 +25,9 @@ from ocrtrain.train.data.fonts import (
 from ocrtrain.train.data.render import Degrade, paint, plan_line, skia_available
 from ocrtrain.train.data.synth import SynthLines
 from ocrtrain.train.data.text import receipt_line
+from ocrtrain.train.data.transforms import to_tensor
 from ocrtrain.train.errors import ConfigError
+from ocrtrain.train.models.crnn import CRNN
 
 DATA_CFG = yaml.safe_load((REPO / "configs" / "data" / "synth_receipts.yaml").read_text())
 MODEL_CFG = yaml.safe_load((REPO / "configs" / "model" / "crnn.yaml").read_text())
@@ -115,3 +119,19 @@ def test_receipt_text_has_the_kinds_receipts_print() -> None:
     for pattern in ("....", "====", "xxxx", "@", "://", ".com", "\\", "/", "1111", "llll"):
         assert pattern in joined or pattern.upper() in joined, pattern
     assert sum("@" in s and "." in s.split("@")[-1] for s in lines) > 30  # e-mail addresses
+
+
+@pytest.mark.parametrize("text", ["." * 12, "l" * 12, "1" * 12, ":" * 12, "i" * 12])
+def test_every_narrow_glyph_gets_two_frames(text: str) -> None:
+    """A run of n equal glyphs needs 2n - 1 CTC frames (a blank between each two): the
+    default model has them for lines of 12 `.`, `l`, `1` in every training and held-out
+    font, at the line heights the scoring presets draw."""
+    model = CRNN(Charset(None).num_classes, **MODEL_CFG["net"])
+    fonts = _installed(DATA_CFG["train_fonts"] + DATA_CFG["test_fonts"])[::3] or [BUNDLED]
+    worst = 99.0
+    for i, font in enumerate(fonts):
+        img = paint(plan_line(text, font, random.Random(i), CLEAN))
+        width = to_tensor(img, 32, 2000).shape[-1]
+        frames = int(model.output_lengths(torch.tensor([width]))[0])
+        worst = min(worst, frames / len(text))
+    assert worst >= 2.0

@@ -92,7 +92,7 @@ class OCRLitModule(L.LightningModule):
     def decode(self, logits: torch.Tensor, widths: torch.Tensor) -> list[str]:
         """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width."""
         best = logits.argmax(-1).t().cpu()
-        lengths = CRNN.output_lengths(widths.cpu()).clamp(max=best.shape[1])
+        lengths = self.net.output_lengths(widths.cpu()).clamp(max=best.shape[1])
         return [
             self.charset.ctc_greedy(row[:n].tolist())
             for row, n in zip(best, lengths.tolist(), strict=True)
@@ -100,7 +100,7 @@ class OCRLitModule(L.LightningModule):
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         log_probs = logits.float().log_softmax(-1)  # the CTC loss in float32, also under bf16
-        lengths = CRNN.output_lengths(batch["widths"]).clamp(max=logits.shape[0])
+        lengths = self.net.output_lengths(batch["widths"]).clamp(max=logits.shape[0])
         return self.ctc(log_probs, batch["targets"], lengths, batch["target_lengths"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
