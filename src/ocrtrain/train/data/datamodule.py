@@ -92,6 +92,7 @@ class OCRDataModule(L.LightningDataModule):
         bucket_batches: int = 16,
         font_dirs: list[str] | None = None,
         held_out_families: list[str] | None = None,
+        path: str | None = None,  # data=folder: the labels.tsv folder its splits name
     ) -> None:
         super().__init__()
         for key, value, low in (
