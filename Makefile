@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q $(TORCH_PIN)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
 # Fonts are optional: training and tests work with Pillow's bundled font alone. More font
@@ -23,7 +23,16 @@ FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-urw
   fonts-freefont-ttf fonts-go fonts-open-sans fonts-ebgaramond fonts-crosextra-caladea \
   fonts-linuxlibertine fonts-courier-prime fonts-inconsolata fonts-hack fonts-sil-gentiumplus \
   fonts-sil-charis fonts-vollkorn fonts-adf-baskervald fonts-oldstandard fonts-adf-accanthis \
-  fonts-quattrocento
+  fonts-quattrocento fonts-jetbrains-mono fonts-sil-andika fonts-comic-neue fonts-oxygen \
+  fonts-hermit fonts-anonymous-pro fonts-tuffy fonts-junicode fonts-league-spartan fonts-b612 \
+  fonts-dosis fonts-quicksand fonts-mononoki fonts-fantasque-sans fonts-comfortaa fonts-karla \
+  fonts-clear-sans fonts-averia-gwf \
+  $(HELD_OUT_FONT_PACKAGES)
+# Families no recipe trains on (data.held_out_families), drawn by bench/unseen_engine.py; with
+# Pango and cairo, which it draws with.
+HELD_OUT_FONT_PACKAGES := fonts-roboto-unhinted fonts-lato fonts-inter fonts-firacode \
+  fonts-crosextra-carlito fonts-paratype fonts-noto-mono fonts-cantarell fonts-ocr-b \
+  libpangocairo-1.0-0
 fonts:
 	@missing=$$(for p in $(FONT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ocrtrain.train.config import GROUPS, compose, config_dir, cpu_precision
+from ocrtrain.train.data.export import write_synth_folder
 from ocrtrain.train.errors import ConfigError
 from ocrtrain.train.loggers import build_loggers
 from ocrtrain.train.train import build
@@ -22,7 +23,12 @@ GROUP_OPTIONS = [
 def test_every_group_option_composes_and_instantiates(
     group: str, option: str, tmp_path: Path
 ) -> None:
-    cfg = compose([f"{group}={option}", f"paths.outputs_root={tmp_path}"])
+    extra = []
+    if (group, option) == ("data", "folder"):  # a labels.tsv folder is its one required key
+        lines = tmp_path.parent / f"{tmp_path.name}-lines"
+        write_synth_folder(lines, 4, ["pillow"], seed=0)
+        extra = [f"data.path={lines}"]
+    cfg = compose([f"{group}={option}", f"paths.outputs_root={tmp_path}", *extra])
     if group == "trainer" and cfg.trainer.accelerator == "gpu":
         pytest.skip("needs a GPU to instantiate")
     dm = instantiate(cfg.data, loaders=OmegaConf.to_container(cfg.dataloaders), _convert_="all")

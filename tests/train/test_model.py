@@ -30,7 +30,22 @@ def test_frames_match_output_lengths(stem: str, height_pool: str, height: int) -
         # the network pads the batch further, to a multiple of 8 px (cheaper steps)
         padded = -(-width // CRNN.width_multiple) * CRNN.width_multiple
         assert out.shape == (padded // 4, 2, 10)
-        assert int(CRNN.output_lengths(widths).max()) == width // 4  # the lines' own frames
+        assert int(net.output_lengths(widths).max()) == width // 4  # the lines' own frames
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_frames_per_column_multiply_the_frames(k: int) -> None:
+    """Each 4 px column is scored `k` times, and CTC and decoding count those frames."""
+    net = CRNN(10, channels=(4, 8, 8, 8), hidden=8, lstm_layers=1, frames_per_column=k).eval()
+    widths = torch.tensor([96, 50])
+    with torch.no_grad():
+        out = net(torch.rand(2, 1, 32, 96), widths)
+    assert out.shape == (96 // 4 * k, 2, 10)
+    assert net.output_lengths(widths).tolist() == [24 * k, 13 * k]
+    with torch.no_grad():  # a line's frames are its own, whatever else is in the batch
+        images = torch.rand(3, 1, 32, 96)
+        alone = net(images[1:2])
+        assert torch.allclose(net(images)[:, 1:2], alone, atol=1e-5)
 
 
 def test_filters_are_channels_last_and_plain_state_dicts_load() -> None:

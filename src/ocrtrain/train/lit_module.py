@@ -17,7 +17,7 @@ from torch import nn
 from ocrtrain.config_choices import OPTIMIZERS, SCHEDULERS
 from ocrtrain.train.callbacks import time_budget
 from ocrtrain.train.data.charset import Charset
-from ocrtrain.train.errors import ConfigError
+from ocrtrain.train.errors import CheckpointError, ConfigError
 from ocrtrain.train.metrics import TextScore
 from ocrtrain.train.models.crnn import CRNN
 from ocrtrain.train.optim import MuonAdamW, param_groups
@@ -49,6 +49,7 @@ class OCRLitModule(L.LightningModule):
         scheduler: str = "onecycle",
         optimizer: str = "adamw",
         muon_lr: float | None = None,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
@@ -82,8 +83,24 @@ class OCRLitModule(L.LightningModule):
         )
         self.charset = Charset(charset)
         self.net = CRNN(self.charset.num_classes, height=height, **net)
+        if init_from:  # fine-tuning: a trained model's weights, a fresh optimizer and schedule
+            self._load_weights(init_from)
         self.ctc = nn.CTCLoss(blank=Charset.blank, zero_infinity=True)
         self.scores: dict[str, TextScore] = {}
+
+    def _load_weights(self, path: str) -> None:
+        """The network weights of checkpoint `path`, which must be of this very model
+        (charset, line height and network sizes); CheckpointError otherwise."""
+        from ocrtrain.train.inference import check_compatible, read_checkpoint
+
+        ckpt = read_checkpoint(path)
+        check_compatible(ckpt, dict(self.hparams), path)
+        weights = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+        try:
+            self.net.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path} does not match the recognizer: {exc}") from exc
+        log.info("model.init_from: weights of %s", path)
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(images, widths)
@@ -91,7 +108,7 @@ class OCRLitModule(L.LightningModule):
     def decode(self, logits: torch.Tensor, widths: torch.Tensor) -> list[str]:
         """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width."""
         best = logits.argmax(-1).t().cpu()
-        lengths = CRNN.output_lengths(widths.cpu()).clamp(max=best.shape[1])
+        lengths = self.net.output_lengths(widths.cpu()).clamp(max=best.shape[1])
         return [
             self.charset.ctc_greedy(row[:n].tolist())
             for row, n in zip(best, lengths.tolist(), strict=True)
@@ -99,7 +116,7 @@ class OCRLitModule(L.LightningModule):
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         log_probs = logits.float().log_softmax(-1)  # the CTC loss in float32, also under bf16
-        lengths = CRNN.output_lengths(batch["widths"]).clamp(max=logits.shape[0])
+        lengths = self.net.output_lengths(batch["widths"]).clamp(max=logits.shape[0])
         return self.ctc(log_probs, batch["targets"], lengths, batch["target_lengths"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

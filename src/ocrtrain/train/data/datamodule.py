@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.folder import LabelFolder
-from ocrtrain.train.data.fonts import pick_fonts
+from ocrtrain.train.data.fonts import fonts_in, pick_fonts, resolve_fonts, without_held_out
 from ocrtrain.train.data.synth import EpochSampler, ShardSampler, SynthLines, WidthBuckets
 from ocrtrain.train.data.transforms import collate
 from ocrtrain.train.data.workers import record_shared_tmpdir, worker_init
@@ -91,6 +91,9 @@ class OCRDataModule(L.LightningDataModule):
         test_fonts: list[str] | None = None,
         degrade_presets: Mapping[str, Any] | None = None,
         bucket_batches: int = 16,
+        font_dirs: list[str] | None = None,
+        held_out_families: list[str] | None = None,
+        path: str | None = None,  # data=folder: the labels.tsv folder its splits name
     ) -> None:
         super().__init__()
         for key, value, low in (
@@ -112,6 +115,11 @@ class OCRDataModule(L.LightningDataModule):
             loader_kwargs(self.loaders.get(split), f"dataloaders.{split}")
         self.train_fonts = list(train_fonts or ["pillow"])
         self.test_fonts = list(test_fonts or [])
+        try:  # training fonts from folders, besides the named ones
+            self.dir_fonts = fonts_in(font_dirs or [])
+        except FileNotFoundError as exc:
+            raise ConfigError(f"data.font_dirs: {exc}") from exc
+        self.held_out_families = list(held_out_families or [])
         self.degrade_presets = dict(degrade_presets or {})  # referenced by the splits' config
         self.train_samples = 0
         self.bucket_batches = bucket_batches  # width bucketing of synthetic training batches
@@ -148,9 +156,12 @@ class OCRDataModule(L.LightningDataModule):
             )
         if kind != "synth":
             raise ConfigError(f"data.{split}.kind must be 'synth' or 'folder', not {kind!r}")
-        fonts = pick_fonts(
-            spec.get("fonts") or self.train_fonts, self.train_fonts, split, self.charset.chars
-        )
+        names = list(spec.get("fonts") or self.train_fonts)
+        if split in ("train", "val"):  # the fonts trained on: never a held-out family
+            names = without_held_out(
+                resolve_fonts(names) + self.dir_fonts, self.held_out_families, split
+            )
+        fonts = pick_fonts(names, self.train_fonts, split, self.charset.chars)
         size = spec.get("size")
         if split == "train":
             # unbounded: the sampler picks `batches_per_epoch` batches of fresh lines per epoch

@@ -1,4 +1,8 @@
-"""Find font files by name; Pillow's bundled scalable font (`pillow`) is always available."""
+"""Find font files by name; Pillow's bundled scalable font (`pillow`) is always available.
+
+Training fonts can also come from folders (`data.font_dirs`), and fonts of held-out families
+(`data.held_out_families`) are never trained on, whichever way they were named.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,47 @@ def resolve_fonts(names: Iterable[str]) -> list[str]:
             out.append(name)
         elif name in _installed():
             out.append(_installed()[name])
+    return out
+
+
+def fonts_in(dirs: Iterable[str]) -> list[str]:
+    """Every .ttf / .otf file under the folders `dirs`, sorted; a missing folder is an error."""
+    out: list[str] = []
+    for d in dirs:
+        base = Path(d).expanduser()
+        if not base.is_dir():
+            raise FileNotFoundError(f"font folder not found: {d}")
+        out += sorted(str(p) for p in base.rglob("*") if p.suffix.lower() in (".ttf", ".otf"))
+    return out
+
+
+@functools.cache
+def family_of(spec: str) -> str:
+    """The font's family name as the font names it ('' for Pillow's bundled font)."""
+    if spec == BUNDLED:
+        return ""
+    return ImageFont.truetype(spec, size=12).getname()[0] or ""
+
+
+def is_held_out(family: str, held_out: Iterable[str]) -> bool:
+    """Whether `family` is one of `held_out` or a style family of one ("Roboto Condensed",
+    "DejaVu Serif Condensed"); case is ignored."""
+    name = family.casefold()
+    return any(name == h.casefold() or name.startswith(h.casefold() + " ") for h in held_out)
+
+
+def without_held_out(specs: Sequence[str], held_out: Sequence[str], what: str) -> list[str]:
+    """`specs` less the fonts of held-out families (logged: a font folder may hold them)."""
+    out = []
+    for spec in specs:
+        try:
+            family = family_of(spec)
+        except OSError:  # not a font FreeType reads: `_drawable` reports it
+            family = ""
+        if family and is_held_out(family, held_out):
+            log.warning("%s font %s is of held-out family %r: not used", what, spec, family)
+        else:
+            out.append(spec)
     return out
 
 

@@ -1,4 +1,10 @@
-"""Render a text line with Pillow and degrade it like a cheap receipt scan.
+"""Render a text line with one of two text engines and degrade it like a cheap receipt scan.
+
+Engines: FreeType through Pillow (HarfBuzz shaping via raqm; kerning and ligatures on or off,
+antialiased or not, at subpixel offsets) and, for a share of lines (`skia_p`), Skia (its own
+rasterizer and hinting levels, synthetic bold and oblique, shaped or unshaped text). A model
+trained on one engine learns its glyph shapes, not the letters: lines drawn by another engine
+(cairo, as browsers and PDF tools draw) read several times worse (bench/unseen_engine.py).
 
 Degradations, each drawn from the sample's own RNG: uneven paper and ink contrast, small
 rotation, blur, downscaling to a low line height (down to ~14 px), speckle noise and JPEG
@@ -15,6 +21,7 @@ for nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import math
@@ -22,9 +29,9 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ocrtrain.train.data.fonts import load_font
+from ocrtrain.train.data.fonts import BUNDLED, load_font
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,15 @@ class Degrade:
     # Share of lines drawn at their final height (the font's hinting at that size) rather
     # than drawn at 28-40 px and scaled down like a scan.
     native_p: float = 0.0
+    # Text-engine variety (all 0 in the scoring presets, which stay as they were): share of
+    # lines drawn by Skia, share drawn without antialiasing, share with kerning or ligatures
+    # off, ink coverage gamma 2**[-gamma_max, gamma_max] (thinner or heavier strokes),
+    # fractional (subpixel) start positions.
+    skia_p: float = 0.0
+    aliased_p: float = 0.0
+    unshaped_p: float = 0.0
+    gamma_max: float = 0.0
+    subpixel: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,14 @@ class LinePlan:
     scale_to: int | None  # scaled down to this height (when below the drawn height)
     noise: tuple[int, float, float] | None  # (seed, Gaussian sigma, salt-and-pepper share)
     jpeg_quality: int | None
+    engine: str = "pillow"  # or "skia"
+    antialias: bool = True
+    unshaped: tuple[str, ...] = ()  # OpenType features turned off ("kern", "liga")
+    x_frac: float = 0.0  # subpixel start offset
+    gamma: float | None = None  # ink coverage exponent
+    hinting: int = 1  # Skia: 0 none, 1 slight, 2 normal, 3 full
+    embolden: bool = False  # Skia's synthetic bold
+    skew: float = 0.0  # Skia's synthetic oblique
 
     def aspect(self) -> float:
         """Width / height of the finished line, estimated from font metrics without drawing
@@ -121,21 +145,48 @@ def plan_line(text: str, font_spec: str, rng: random.Random, d: Degrade) -> Line
         seed = rng.getrandbits(32)
         noise = (seed, rng.uniform(0.0, d.noise_max) * 255.0, rng.uniform(0.0, d.noise_max / 2))
     jpeg_quality = rng.randint(d.jpeg_q_min, 90) if rng.random() < d.jpeg_p else None
-    return LinePlan(
+    plan = LinePlan(
         text, font_spec, size, pad_x, pad_y, paper, ink, native, bolder, stretch, gradient,
         contrast, angle, blur, scale_to, noise, jpeg_quality,
     )  # fmt: skip
+    return _vary_engine(plan, rng, d)
+
+
+def _vary_engine(plan: LinePlan, rng: random.Random, d: Degrade) -> LinePlan:
+    """The text-engine choices of `plan`, drawn after the others and only where `d` asks
+    for them, so the scoring presets' lines stay the same image for image."""
+    if not (d.skia_p or d.aliased_p or d.unshaped_p or d.gamma_max or d.subpixel):
+        return plan
+    skia = d.skia_p > 0 and rng.random() < d.skia_p
+    skia = skia and plan.font_spec != BUNDLED and skia_available()
+    aliased = rng.random() < d.aliased_p
+    unshaped = tuple(f for f in ("kern", "liga") if rng.random() < d.unshaped_p)
+    x_frac = rng.random() if d.subpixel else 0.0
+    gamma = 2.0 ** rng.uniform(-d.gamma_max, d.gamma_max) if d.gamma_max > 0 else None
+    hinting, embolden, skew = rng.randint(0, 3), rng.random() < 0.15, 0.0
+    if rng.random() < 0.1:
+        skew = -rng.uniform(0.1, 0.25)
+    if not skia:
+        hinting, embolden, skew = 1, False, 0.0
+    return dataclasses.replace(
+        plan,
+        engine="skia" if skia else "pillow",
+        antialias=not aliased,
+        unshaped=unshaped,
+        x_frac=x_frac,
+        gamma=gamma,
+        hinting=hinting,
+        embolden=embolden,
+        skew=skew,
+    )
 
 
 def paint(plan: LinePlan) -> Image.Image:
     """The grayscale line image of `plan`: dark text on light paper, degraded as planned."""
-    font = load_font(plan.font_spec, plan.font_size)
-    left, _top, right, bottom = font.getbbox(plan.text)
-    ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (bottom, 0)
-    w = max(right - left, 1) + 2 * plan.pad_x
-    h = ascent + descent + 2 * plan.pad_y
-    img = Image.new("L", (w, h), plan.paper)
-    ImageDraw.Draw(img).text((plan.pad_x - left, plan.pad_y), plan.text, font=font, fill=plan.ink)
+    img = draw_skia(plan) if plan.engine == "skia" else draw_pillow(plan)
+    if plan.gamma is not None:  # ink coverage ** gamma: strokes look thinner or heavier
+        cover = np.clip((plan.paper - np.arange(256.0)) / max(plan.paper - plan.ink, 1), 0, 1)
+        img = img.point((plan.paper - (plan.paper - plan.ink) * cover**plan.gamma).round().tolist())
     if plan.bolder:
         img = img.filter(ImageFilter.MinFilter(3))  # ink is dark: bolder strokes, as ink bleeds
     if plan.stretch is not None:
@@ -176,6 +227,79 @@ def paint(plan: LinePlan) -> Image.Image:
         buf.seek(0)
         img = Image.open(buf).convert("L")
     return img
+
+
+def draw_pillow(plan: LinePlan) -> Image.Image:
+    """The undegraded line as FreeType draws it through Pillow."""
+    font = load_font(plan.font_spec, plan.font_size)
+    left, _top, right, bottom = font.getbbox(plan.text)
+    ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (bottom, 0)
+    w = max(right - left, 1) + 2 * plan.pad_x + (1 if plan.x_frac else 0)
+    h = ascent + descent + 2 * plan.pad_y
+    img = Image.new("L", (w, h), plan.paper)
+    draw = ImageDraw.Draw(img)
+    draw.fontmode = "L" if plan.antialias else "1"
+    raqm = getattr(font, "layout_engine", None) == ImageFont.Layout.RAQM
+    features = [f"-{f}" for f in plan.unshaped] if plan.unshaped and raqm else None
+    xy = (plan.pad_x - left + plan.x_frac, plan.pad_y)
+    draw.text(xy, plan.text, font=font, fill=plan.ink, features=features)
+    return img
+
+
+def draw_skia(plan: LinePlan) -> Image.Image:
+    """The undegraded line as Skia draws it: its own rasterizer, hinting and shaping."""
+    import skia
+
+    font = skia.Font(_skia_typeface(plan.font_spec), plan.font_size)
+    font.setHinting(getattr(skia.FontHinting, _SKIA_HINTING_NAMES[plan.hinting]))
+    font.setEdging(skia.Font.Edging.kAntiAlias if plan.antialias else skia.Font.Edging.kAlias)
+    font.setSubpixel(bool(plan.x_frac))
+    font.setEmbolden(plan.embolden)
+    font.setSkewX(plan.skew)
+    metrics = font.getMetrics()
+    ascent, descent = -metrics.fAscent, metrics.fDescent
+    shaped = not plan.unshaped
+    blob = (skia.TextBlob.MakeFromShapedText if shaped else skia.TextBlob.MakeFromString)(
+        plan.text, font
+    )
+    if blob is None:  # nothing drawable (cannot happen for the charset's fonts)
+        return draw_pillow(dataclasses.replace(plan, engine="pillow"))
+    margin = plan.font_size  # room for overhangs: the ink's columns are cut out below
+    width = math.ceil(font.measureText(plan.text) * 1.2) + 2 * margin
+    height = math.ceil(ascent + descent) + 2 * plan.pad_y
+    surface = skia.Surface(width, height)
+    canvas = surface.getCanvas()
+    canvas.clear(skia.Color(plan.paper, plan.paper, plan.paper))
+    paint = skia.Paint(Color=skia.Color(plan.ink, plan.ink, plan.ink), AntiAlias=plan.antialias)
+    top = plan.pad_y if shaped else plan.pad_y + ascent  # shaped blobs hang from their top
+    canvas.drawTextBlob(blob, margin + plan.x_frac, top, paint)
+    gray = np.ascontiguousarray(surface.makeImageSnapshot().toarray()[:, :, 0])
+    ink_cols = np.flatnonzero((gray < plan.paper).any(axis=0))
+    if ink_cols.size == 0:
+        return Image.fromarray(gray)
+    left = max(0, int(ink_cols[0]) - plan.pad_x)
+    right = min(width, int(ink_cols[-1]) + 1 + plan.pad_x)
+    return Image.fromarray(gray[:, left:right])
+
+
+_SKIA_HINTING_NAMES = ("kNone", "kSlight", "kNormal", "kFull")
+
+
+@functools.lru_cache(maxsize=512)
+def _skia_typeface(spec: str) -> object:
+    import skia
+
+    return skia.Typeface.MakeFromFile(spec)
+
+
+@functools.cache
+def skia_available() -> bool:
+    """Whether Skia (skia-python) can be imported here; without it every line is Pillow's."""
+    try:
+        import skia  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 _REFERENCE_SIZE = 40

@@ -1,7 +1,11 @@
 """Receipt-like text lines from a seeded RNG: items, prices, dates, totals, codes, store lines.
 
-A share of lines is random printable ASCII so every character of the charset is trained on,
-even the ones receipts rarely print (`{`, `~`, `^`).
+Also what receipts print and item lines rarely make: dot leaders and rules, masked card
+numbers, long digit strings, runs of one character (`xxxx1234`, `llll`, `....`; CTC needs a
+blank frame between two equal characters, so runs are what a model with too few frames per
+glyph drops), e-mail and web addresses, file paths, currency and unit forms. A share of lines
+is random printable ASCII so every character of the charset is trained on, even the ones
+receipts rarely print (`{`, `~`, `^`).
 """
 
 from __future__ import annotations
@@ -164,14 +168,109 @@ def _random_ascii(rng: random.Random) -> str:
     return " ".join(words[: rng.randint(1, 4)])
 
 
+def _leader(rng: random.Random) -> str:
+    name = " ".join(_case(rng, rng.choice(_ITEMS)) for _ in range(rng.randint(1, 2)))
+    fill = rng.choice("..........-_ ") * rng.randint(2, 16)
+    return f"{name} {fill} {rng.choice(_CURRENCY)}{_price(rng)}"
+
+
+def _rule(rng: random.Random) -> str:
+    ch = rng.choice("=-*_.~#+")
+    if rng.random() < 0.3:
+        word = _case(rng, rng.choice(_LABELS))
+        side = ch * rng.randint(2, 12)
+        return f"{side} {word} {side}"
+    if rng.random() < 0.2:
+        return (ch + " ") * rng.randint(4, 16)
+    return ch * rng.randint(4, 40)
+
+
+def _masked(rng: random.Random) -> str:
+    last, mask = f"{rng.randint(0, 9999):04d}", rng.choice("xX*#")
+    forms = (
+        f"{mask * rng.randint(4, 12)}{last}",
+        f"{mask * 4} {mask * 4} {mask * 4} {last}",
+        f"{rng.choice(_LABELS)} {mask * 4}-{mask * 4}-{last}",
+        f"Card No: {mask * rng.randint(6, 12)}{last}",
+        f"ACCT {mask * rng.randint(2, 8)}{last[-3:]}",
+    )
+    return rng.choice(forms)
+
+
+def _digits(rng: random.Random) -> str:
+    digits = "".join(rng.choice(string.digits) for _ in range(rng.randint(8, 24)))
+    if rng.random() < 0.4:  # runs of one digit
+        at = rng.randint(0, len(digits))
+        digits = digits[:at] + rng.choice(string.digits) * rng.randint(3, 10) + digits[at:]
+    if rng.random() < 0.3:
+        digits = " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+    return rng.choice(("", "", "UPC ", "Batch ", "S/N ", "TXN# ", "Ref ")) + digits
+
+
+def _run(rng: random.Random) -> str:
+    ch = rng.choice("lI1i.:;,'|-=_oO0mnrwvxXW!")
+    run = ch * rng.randint(2, 14)
+    word = _case(rng, rng.choice(_ITEMS))
+    return rng.choice((run, f"{word} {run}", f"{run} {word}", f"{word}{run}{rng.randint(0, 99)}"))
+
+
+def _address(rng: random.Random) -> str:
+    a, b = rng.choice(_ITEMS), rng.choice(_ITEMS)
+    tld = rng.choice(("com", "net", "org", "co.uk", "de", "fr", "io", "app", "example"))
+    user = rng.choice((a, f"{a}.{b}", f"{a}_{b}", f"{a}{rng.randint(1, 99)}"))
+    path = "/".join(rng.choice(_ITEMS) for _ in range(rng.randint(0, 2)))
+    query = f"?q={rng.getrandbits(20):05x}&n={rng.randint(1, 9)}" if rng.random() < 0.3 else ""
+    forms = (
+        f"{user}@{b}-{a}.{tld}",
+        f"Mail: {user}@{b}.{tld}",
+        f"{rng.choice(('https://', 'http://', ''))}{rng.choice(('www.', ''))}{a}{b}.{tld}/{path}",
+        f"{a}.{tld}/{path}{query}",
+    )
+    return rng.choice(forms)
+
+
+def _path(rng: random.Random) -> str:
+    parts = [rng.choice(_ITEMS) for _ in range(rng.randint(1, 3))]
+    name = f"{rng.choice(('receipt', 'rcpt', 'z', 'eod'))}{rng.randint(0, 9999):04d}"
+    ext = rng.choice((".txt", ".pdf", ".csv", ".json", ".log"))
+    if rng.random() < 0.5:
+        return f"/{'/'.join(parts)}/{name}{ext}"
+    return "\\".join([f"{rng.choice('CDE')}:", *(p.upper() for p in parts), name + ext])
+
+
+def _money(rng: random.Random) -> str:
+    cur = rng.choice(("$", "USD", "EUR", "GBP", "CAD", "AUD", "JPY", "CHF", "SEK"))
+    amount = _price(rng, 2000)
+    if rng.random() < 0.3:
+        amount = f"{float(amount.replace(',', '.')) * 1000:,.2f}"
+    forms = (
+        f"{cur} {amount}",
+        f"{amount} {cur}",
+        f"-{cur}{amount}",
+        f"({amount})",
+        f"{rng.randint(1, 20)} x {rng.choice(('500ml', '1.5L', '2 L', '12 oz', '250g', '1lb'))}",
+        f"{rng.uniform(0.1, 50):.2f} gal @ {rng.uniform(1, 6):.3f}/gal",
+        f"{rng.randint(1, 99)}% off {cur} {_price(rng)}",
+    )
+    return rng.choice(forms)
+
+
 _KINDS = (
-    (_item, 0.40),
-    (_date, 0.1),
-    (_total, 0.16),
-    (_code, 0.17),
-    (_store, 0.06),
-    (_footer, 0.05),
-    (_random_ascii, 0.06),
+    (_item, 0.28),
+    (_date, 0.07),
+    (_total, 0.11),
+    (_code, 0.11),
+    (_store, 0.04),
+    (_footer, 0.04),
+    (_random_ascii, 0.05),
+    (_leader, 0.07),
+    (_rule, 0.04),
+    (_masked, 0.04),
+    (_digits, 0.04),
+    (_run, 0.04),
+    (_address, 0.04),
+    (_path, 0.02),
+    (_money, 0.03),
 )
 
 

@@ -59,6 +59,26 @@ def _percentiles(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     return out
 
 
+def _ink_box(a: np.ndarray) -> tuple[np.ndarray, int, int, int, int] | None:
+    """The ink mask of the text rows and the ink's bounding box (top, bottom, left, right),
+    or None when the image shows no clear text."""
+    if a.size == 0:
+        return None
+    paper, ink = np.percentile(a, 90), np.percentile(a, 1)
+    if paper - ink < 40:  # no clear text
+        return None
+    mask = a < paper - 0.25 * (paper - ink)
+    rows = np.flatnonzero(mask.sum(axis=1) >= 2)
+    if rows.size == 0:
+        return None
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    band = mask[top:bottom]
+    cols = np.flatnonzero(band.sum(axis=0) >= 2)
+    if cols.size == 0:
+        return None
+    return band, top, bottom, int(cols[0]), int(cols[-1]) + 1
+
+
 def trim_margins(img: Image.Image) -> Image.Image:
     """Cut blank margins far wider than the synthetic lines' down to half the text height.
 
@@ -69,26 +89,20 @@ def trim_margins(img: Image.Image) -> Image.Image:
     than 0.6x its height of paper on both sides; left or right: more than 1x), so tightly
     cropped lines, and lines whose ink cannot be told from speckle, are left as they are.
     Ink: pixels well below the paper level after a 3x3 median (which drops isolated specks);
-    faint, faded ink still counts.
+    faint, faded ink still counts. Ink about two strokes tall (a rule `=====`, a leader
+    `.....`) is not cut to: the line would be resized into giant dashes.
     """
     gray = img.convert("L")
     a = np.asarray(gray.filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
-    if a.size == 0:
+    box = _ink_box(a)
+    if box is None:
         return img
-    paper, ink = np.percentile(a, 90), np.percentile(a, 1)
-    if paper - ink < 40:  # no clear text
-        return img
-    mask = a < paper - 0.25 * (paper - ink)
-    rows = np.flatnonzero(mask.sum(axis=1) >= 2)
-    if rows.size == 0:
-        return img
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(mask[top:bottom].sum(axis=0) >= 2)
-    if cols.size == 0:
-        return img
-    left, right = int(cols[0]), int(cols[-1]) + 1
+    band, top, bottom, left, right = box
     h_img, w_img = a.shape
     text_h = bottom - top
+    runs = int(band[0].sum() + (band[1:] & ~band[:-1]).sum())  # vertical ink runs
+    if text_h < 2.2 * band.sum() / max(runs, 1):  # ~2 strokes tall: dots, dashes, rules,
+        return img  # whose margins are those of the letters they stand with: left alone
     keep = round(0.5 * text_h)
     y0, y1, x0, x1 = 0, h_img, 0, w_img
     if text_h < 0.4 * h_img and min(top, h_img - bottom) > 0.6 * text_h:

@@ -1,5 +1,12 @@
 """CRNN: a small CNN turns a 32 px line into a sequence of column features, a BiLSTM reads it,
-and a linear layer scores the charset plus the CTC blank at every column (width / 4).
+and a linear layer scores the charset plus the CTC blank at every column (width / 4), or at
+`frames_per_column` frames of each column.
+
+Why more than one frame a column: CTC needs a blank frame between two equal characters, so a
+run of n narrow glyphs (`....`, `llll`, `xxxx`) needs 2n - 1 frames. A `.` or `l` is ~6-7 px
+wide at the model's 32 px line height, 1.5-1.8 columns of 4 px: too few, and runs collapse
+(`xxxx5487` read as `x5487`). Two frames a column give every glyph 3 or more, for the cost of
+a wider head (the CNN and the BiLSTM still run at width / 4).
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ class CRNN(nn.Module):
         dropout: float = 0.1,
         stem: str = "pool",
         height_pool: str = "max",
+        frames_per_column: int = 1,
     ) -> None:
         """`stem="stride"`: the first two convolutions have stride 2 instead of being followed
         by a (2, 2) max-pool: the same output shape for ~25% less CPU per line (no full-
@@ -95,6 +103,9 @@ class CRNN(nn.Module):
         `"max"` is the original layout (old checkpoints).
 
         `height`: at least 16 px; the four height halvings leave `out_height` rows of features.
+
+        `frames_per_column`: CTC frames scored per 4 px feature column (1: the original
+        layout, old checkpoints; 2: enough frames for runs of the narrowest glyphs).
         """
         super().__init__()
         if height < 16:
@@ -103,6 +114,9 @@ class CRNN(nn.Module):
             raise ValueError("stem must be 'pool' or 'stride'")
         if height_pool not in ("max", "stride"):
             raise ValueError("height_pool must be 'max' or 'stride'")
+        if frames_per_column < 1:
+            raise ValueError("frames_per_column must be at least 1")
+        self.frames_per_column = frames_per_column
         c1, c2, c3, c4 = channels
         pools: list[tuple[int, int]] = [(2, 2), (2, 2), (2, 1), (2, 1)]
         first = (
@@ -125,11 +139,12 @@ class CRNN(nn.Module):
         self.proj = nn.Linear(feat, hidden)
         self.rnn = BiLSTM(hidden, hidden, lstm_layers, dropout if lstm_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * hidden, num_classes)
+        self.head = nn.Linear(2 * hidden, num_classes * frames_per_column)
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (T, B, C); the BiLSTM ignores each line's right padding (`widths`: the
-        lines' own widths in pixels; None: the batch's width). T is the padded width / 4.
+        lines' own widths in pixels; None: the batch's width). T is the padded width / 4
+        times `frames_per_column`.
 
         If the backward direction started in the padding, a model trained on length-bucketed
         (little-padded) batches would fail on mixed-length batches.
@@ -143,8 +158,12 @@ class CRNN(nn.Module):
         b, c, h, w = f.shape
         f = f.permute(3, 0, 1, 2).reshape(w, b, c * h)
         f = torch.relu(self.proj(f))
-        lengths = self.output_lengths(widths).clamp(1, w)
-        return self.head(self.drop(self.rnn(f, lengths)))
+        lengths = self.columns(widths).clamp(1, w)
+        logits = self.head(self.drop(self.rnn(f, lengths)))  # w, b, k * C
+        k = self.frames_per_column
+        if k == 1:
+            return logits
+        return logits.view(w, b, k, -1).transpose(1, 2).reshape(w * k, b, -1)  # frames tk..tk+k-1
 
     @staticmethod
     def out_height(height: int, stem: str = "pool", height_pool: str = "max") -> int:
@@ -155,6 +174,10 @@ class CRNN(nn.Module):
         return height
 
     @classmethod
-    def output_lengths(cls, widths: torch.Tensor) -> torch.Tensor:
-        """Frames per image of the given pixel widths."""
+    def columns(cls, widths: torch.Tensor) -> torch.Tensor:
+        """Feature columns per image of the given pixel widths."""
         return torch.div(widths + cls.downsample - 1, cls.downsample, rounding_mode="floor")
+
+    def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
+        """CTC frames per image of the given pixel widths."""
+        return self.columns(widths) * self.frames_per_column
