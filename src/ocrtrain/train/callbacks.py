@@ -155,7 +155,7 @@ class GracefulSignals(Callback):
             os.write(2, b"\nsecond stop signal: exiting now\n")
             os._exit(128 + signum)
         self.stop_signal = signum
-        if rank_zero_only.rank == 0:  # every rank of a terminal's foreground group gets it
+        if getattr(rank_zero_only, "rank", 0) == 0:  # every rank of a foreground group gets it
             os.write(2, b"\nstop requested: saving a checkpoint after this batch\n")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -19,7 +19,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    ckpt = safe_load(path)
+    ckpt: dict[str, Any] = safe_load(path)
     meta = ckpt.get("ocrtrain") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
         raise CheckpointError(f"{path} is not a checkpoint of an ocrtrain CRNN recognizer")

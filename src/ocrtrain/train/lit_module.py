@@ -103,7 +103,8 @@ class OCRLitModule(L.LightningModule):
         log.info("model.init_from: weights of %s", path)
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(images, widths)
+        logits: torch.Tensor = self.net(images, widths)
+        return logits
 
     def decode(self, logits: torch.Tensor, widths: torch.Tensor) -> list[str]:
         """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width."""
@@ -117,7 +118,8 @@ class OCRLitModule(L.LightningModule):
     def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         log_probs = logits.float().log_softmax(-1)  # the CTC loss in float32, also under bf16
         lengths = self.net.output_lengths(batch["widths"]).clamp(max=logits.shape[0])
-        return self.ctc(log_probs, batch["targets"], lengths, batch["target_lengths"])
+        loss: torch.Tensor = self.ctc(log_probs, batch["targets"], lengths, batch["target_lengths"])
+        return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self(batch["images"], batch["widths"])
@@ -163,7 +165,7 @@ class OCRLitModule(L.LightningModule):
     def _peak_lr(self, group: Mapping[str, Any]) -> float:
         """A parameter group's learning rate: `muon_lr` for Muon's matrices (`lr` when unset),
         `lr` for everything AdamW steps."""
-        hp = self.hparams
+        hp: Any = self.hparams
         return float(hp.muon_lr if group.get("muon") and hp.muon_lr is not None else hp.lr)
 
     def _one_cycle(
@@ -178,12 +180,12 @@ class OCRLitModule(L.LightningModule):
             progress=budget.fraction if budget is not None else None,
             max_lr=[self._peak_lr(g) for g in opt.param_groups],
             total_steps=total,
-            pct_start=self.hparams.pct_start,
+            pct_start=self.hparams["pct_start"],
             last_epoch=last_step,
         )
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp: Any = self.hparams
         opt: torch.optim.Optimizer
         if hp.optimizer == "muon":
             groups = param_groups(self.net, self.net.head)
@@ -201,7 +203,7 @@ class OCRLitModule(L.LightningModule):
         """A resumed run lasts as long as this config says: the one-cycle schedule restored
         from the checkpoint is fitted to the new number of steps (more epochs than the
         checkpoint's run would otherwise step past its end and fail)."""
-        if self.hparams.scheduler != "onecycle" or not self.trainer.lr_scheduler_configs:
+        if self.hparams["scheduler"] != "onecycle" or not self.trainer.lr_scheduler_configs:
             return
         config = self.trainer.lr_scheduler_configs[0]
         total, step = self._total_steps(), self.trainer.global_step

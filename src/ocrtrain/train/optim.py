@@ -40,8 +40,8 @@ def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     for _ in range(steps):
         s = x @ x.t()
         x = a * x + (b * s + c * s @ s) @ x
-    x = x.float()
-    return x.t() if tall else x
+    out: torch.Tensor = x.float()
+    return out.t() if tall else out
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -94,8 +94,10 @@ class MuonAdamW(torch.optim.Optimizer):
         if not state:
             state["momentum"] = torch.zeros_like(p)
         buf = state["momentum"]
-        buf.mul_(group["momentum"]).add_(p.grad)
-        g = p.grad.add(buf, alpha=group["momentum"])  # Nesterov
+        grad = p.grad
+        assert grad is not None  # step() visits parameters with a gradient only
+        buf.mul_(group["momentum"]).add_(grad)
+        g = grad.add(buf, alpha=group["momentum"])  # Nesterov
         matrix = g.reshape(g.shape[0], -1)
         update = orthogonalize(matrix, group["ns_steps"])
         scale = 0.2 * math.sqrt(max(matrix.shape))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ocrtrain.train.data.folder import check_image
 
@@ -26,7 +27,7 @@ def predict_images(
     texts: list[str] = []
     with torch.inference_mode():
         for i in range(0, len(paths), batch_size):
-            batch = []
+            batch: list[tuple[Any, str, list[int]]] = []
             for p in paths[i : i + batch_size]:
                 batch.append((read_line_image(p, height, 2000, width_scale), "", []))
             b = collate(batch)

@@ -203,7 +203,7 @@ def _place_run(cfg: Any) -> _Place:
     shape = _job_shape()
     composed_dir = Path(cfg.paths.output_dir).resolve()
     output_dir = _shared_output_dir(composed_dir)
-    rank_zero = rank_zero_only.rank == 0
+    rank_zero = getattr(rank_zero_only, "rank", 0) == 0
     ckpt_dir = Path(cfg.paths.ckpt_dir).resolve()
     if ckpt_dir.is_relative_to(composed_dir):  # the run's own, in rank 0's folder
         ckpt_dir = output_dir / ckpt_dir.relative_to(composed_dir)

@@ -214,13 +214,13 @@ def paint(plan: LinePlan) -> Image.Image:
         img = img.resize((target_w, plan.scale_to), Image.Resampling.BILINEAR)
     if plan.noise is not None:
         seed, sigma, amount = plan.noise
-        arr = np.asarray(img, dtype=np.float32)
+        clean = np.asarray(img, dtype=np.float32)
         nrng = np.random.default_rng(seed)
-        arr = arr + nrng.normal(0.0, sigma, arr.shape)
-        speck = nrng.random(arr.shape)
-        arr[speck < amount / 2] = 0.0
-        arr[speck > 1.0 - amount / 2] = 255.0
-        img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+        noisy = clean + nrng.normal(0.0, sigma, clean.shape)
+        speck = nrng.random(noisy.shape)
+        noisy[speck < amount / 2] = 0.0
+        noisy[speck > 1.0 - amount / 2] = 255.0
+        img = Image.fromarray(noisy.clip(0, 255).astype(np.uint8))
     if plan.jpeg_quality is not None:
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=plan.jpeg_quality)
@@ -236,7 +236,7 @@ def draw_pillow(plan: LinePlan) -> Image.Image:
     ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (bottom, 0)
     w = max(right - left, 1) + 2 * plan.pad_x + (1 if plan.x_frac else 0)
     h = ascent + descent + 2 * plan.pad_y
-    img = Image.new("L", (w, h), plan.paper)
+    img = Image.new("L", (int(w), int(h)), plan.paper)
     draw = ImageDraw.Draw(img)
     draw.fontmode = "L" if plan.antialias else "1"
     raqm = getattr(font, "layout_engine", None) == ImageFont.Layout.RAQM

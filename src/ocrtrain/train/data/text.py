@@ -288,7 +288,6 @@ def receipt_line(rng: random.Random, max_chars: int = 40) -> str:
     """One receipt-like line of printable ASCII, at most `max_chars` long, never blank."""
     funcs, weights = zip(*_KINDS, strict=True)
     while True:
-        line = rng.choices(funcs, weights)[0](rng)
-        line = line[:max_chars].strip()
+        line = str(rng.choices(funcs, weights)[0](rng))[:max_chars].strip()
         if line:
             return line

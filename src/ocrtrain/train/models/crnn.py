@@ -133,7 +133,7 @@ class CRNN(nn.Module):
         # layout reorder each way: ~18% less CPU per training step in isolation (bfloat16
         # and float32; a 2-core run, sharing the CPU with its loader workers, gains less).
         self.cnn = nn.Sequential(*first, *_block(c2, c3, None), *last).to(
-            memory_format=torch.channels_last
+            memory_format=torch.channels_last  # type: ignore[call-overload]
         )
         feat = c4 * self.out_height(height, stem, height_pool)
         self.proj = nn.Linear(feat, hidden)
@@ -159,11 +159,12 @@ class CRNN(nn.Module):
         f = f.permute(3, 0, 1, 2).reshape(w, b, c * h)
         f = torch.relu(self.proj(f))
         lengths = self.columns(widths).clamp(1, w)
-        logits = self.head(self.drop(self.rnn(f, lengths)))  # w, b, k * C
+        logits: torch.Tensor = self.head(self.drop(self.rnn(f, lengths)))  # w, b, k * C
         k = self.frames_per_column
         if k == 1:
             return logits
-        return logits.view(w, b, k, -1).transpose(1, 2).reshape(w * k, b, -1)  # frames tk..tk+k-1
+        frames: torch.Tensor = logits.view(w, b, k, -1).transpose(1, 2)  # frames tk..tk+k-1
+        return frames.reshape(w * k, b, -1)
 
     @staticmethod
     def out_height(height: int, stem: str = "pool", height_pool: str = "max") -> int:
