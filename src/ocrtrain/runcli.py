@@ -20,6 +20,7 @@ from ocrtrain.procman.api import RunHandle, request_stop, run_foreground, start
 from ocrtrain.procman.errors import SpawnError, UsageError
 from ocrtrain.procman.journal import FINAL_STATES, EventRecord, RunRecord
 from ocrtrain.procman.spec import DEFAULT_GRACE_S, RunSpec, parse_seconds, parse_size
+from ocrtrain.procman.tojson import to_json
 
 
 def register(subparsers: Any) -> None:
@@ -113,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         handle = start(spec, journal)
         rec = handle.record()
         if args.json:
-            print(json.dumps(rec.to_dict()))
+            print(json.dumps(to_json(rec)))
         else:
             print(rec.id)
         if rec.state in FINAL_STATES and rec.exit_code in (126, 127):
@@ -145,7 +146,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     runs = journal.list_runs(limit=args.limit, states=ACTIVE_STATES if args.active else None)
     if args.json:
-        print(json.dumps([r.to_dict() for r in runs], indent=1))
+        print(json.dumps([to_json(r) for r in runs], indent=1))
         return 0
     print(f"{'ID':24} {'NAME':16} {'STATE':10} {'EXIT':>5} {'STARTED':19} {'TIME':>7}  COMMAND")
     for r in runs:
@@ -180,7 +181,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     run = journal.resolve(args.run)
     events = journal.events(run.id)
     if args.json:
-        print(json.dumps([e.to_dict() for e in events], indent=1))
+        print(json.dumps([to_json(e) for e in events], indent=1))
         return 0
     print(f"run {run.id} ({run.name}): {run.state}" + (f", {run.reason}" if run.reason else ""))
     for e in events:
@@ -237,7 +238,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(rec.to_dict()))
+        print(json.dumps(to_json(rec)))
     else:
         print(f"{rec.id}: {rec.state}" + (f" ({rec.reason})" if rec.reason else ""))
     return 0

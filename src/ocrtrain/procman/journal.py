@@ -21,6 +21,7 @@ from typing import Any
 
 from ocrtrain.procman.errors import RunNotFound
 from ocrtrain.procman.home import ensure_home
+from ocrtrain.procman.tojson import to_json
 
 JOURNAL_FILE = "journal.sqlite3"
 SCHEMA_VERSION = 2  # 2: a run's job (id, node, nodes, rendezvous) and its ranks
@@ -110,11 +111,6 @@ class RunRecord:
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["state"] = str(self.state)
-        return out
-
 
 @dataclass(frozen=True)
 class EventRecord:
@@ -127,9 +123,6 @@ class EventRecord:
     pid: int | None
     signal: int | None
     detail: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -290,7 +283,7 @@ class Journal:
         Returns:
             False if `max_active` runs were already active (nothing written).
         """
-        values = run.to_dict()
+        values = to_json(run)
         for key in _JSON_COLUMNS:
             values[key] = json.dumps(values[key])
         values["detached"] = int(run.detached)

@@ -29,6 +29,7 @@ from ocrtrain.procman import (
     UsageError,
     request_stop,
     start,
+    to_json,
 )
 from ocrtrain.web import logs
 from ocrtrain.web.context import WebContext, get_ctx, read_artifacts
@@ -98,7 +99,7 @@ def stop_info(ctx: WebContext, rec: RunRecord) -> dict[str, Any] | None:
 
 
 def run_summary(ctx: WebContext, rec: RunRecord) -> dict[str, Any]:
-    out = rec.to_dict()
+    out: dict[str, Any] = to_json(rec)
     out["active"] = rec.state in ACTIVE_STATES
     out["overrides"] = overrides_of(ctx, rec)
     out["command"] = command_text(rec.argv)
@@ -106,7 +107,7 @@ def run_summary(ctx: WebContext, rec: RunRecord) -> dict[str, Any]:
     out["duration_s"] = end - rec.started_at if rec.started_at else None
     art = read_artifacts(rec)
     metrics = art.get("metrics") if art else None
-    out["scores"] = scores_of(Path(str(metrics))).to_dict() if metrics else None
+    out["scores"] = to_json(scores_of(Path(str(metrics)))) if metrics else None
     return out
 
 
@@ -181,7 +182,7 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
     rec = find_run(ctx, run_id)
     return {
         "run": run_summary(ctx, rec),
-        "events": [e.to_dict() for e in ctx.journal.events(rec.id)],
+        "events": [to_json(e) for e in ctx.journal.events(rec.id)],
         "stop": stop_info(ctx, rec),
         "artifacts": read_artifacts(rec),
         "now": time.time(),
@@ -210,7 +211,7 @@ def run_events(
 ) -> dict[str, Any]:
     ctx = get_ctx(request)
     rec = find_run(ctx, run_id)
-    return {"events": [e.to_dict() for e in ctx.journal.events(rec.id, after_seq=after)]}
+    return {"events": [to_json(e) for e in ctx.journal.events(rec.id, after_seq=after)]}
 
 
 @router.get(
