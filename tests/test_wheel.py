@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import site
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -72,3 +77,66 @@ def test_wheel_trains_from_an_empty_folder(tmp_path: Path, ocrtrain_home: Path) 
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert (empty / "outputs" / "smoke" / "latest" / "checkpoints" / "best.ckpt").is_file()
+
+    # The web UI of the wheel launches the packaged trainer (a wheel has no runners/).
+    ui = subprocess.Popen(
+        [str(venv / "bin" / "ocrtrain"), "ui", "--no-token", "--port", str(free_port())],
+        cwd=empty,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = _wait_for_url(ui)
+        wait_until(lambda: _answers(f"{url}api/health"), 60, "the UI to listen")
+        launched = _post(f"{url}api/runs", {"overrides": ["debug=smoke", "trainer.max_epochs=1"]})
+        assert launched["run"]["argv"][1:3] == ["-m", "ocrtrain.train"], launched
+        run_id = launched["id"]
+
+        def finished() -> dict[str, Any] | None:
+            run = _get(f"{url}api/runs/{run_id}")["run"]
+            return run if not run["active"] else None
+
+        run = wait_until(finished, 300, "the UI's run to end")
+        assert run["state"] == "succeeded", run
+        assert run["overrides"] == ["debug=smoke", "trainer.max_epochs=1"]
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
+
+
+def _wait_for_url(ui: subprocess.Popen[str]) -> str:
+    assert ui.stdout is not None
+    for line in ui.stdout:  # the server prints the URL to open once it listens
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError("the UI ended without printing its URL")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        _get(url)
+    except OSError:
+        return False
+    return True
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())

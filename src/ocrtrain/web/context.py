@@ -46,14 +46,19 @@ def default_config_dir() -> Path:
     return Path(ocrtrain.__file__).resolve().parent / "configs"
 
 
-def default_train_script() -> Path:
+PACKAGED_TRAINER = ("-m", "ocrtrain.train")  # what a wheel install launches
+
+
+def default_train_script() -> Path | None:
+    """`$OCRTRAIN_TRAIN_SCRIPT`, else the checkout's `runners/train.py`, else None: the
+    trainer the package ships (`python -m ocrtrain.train`; a wheel has no runners/)."""
     env = os.environ.get(TRAIN_SCRIPT_ENV)
     if env:
         return Path(env).expanduser()
     for base in (_repo_root(), Path.cwd()):
         if (base / "runners" / "train.py").is_file():
             return base / "runners" / "train.py"
-    return _repo_root() / "runners" / "train.py"
+    return None
 
 
 @dataclass
@@ -63,7 +68,8 @@ class WebSettings:
     Attributes:
         home: `$OCRTRAIN_HOME` override (the journal's folder).
         config_dir: the Hydra config tree the form is generated from.
-        train_script: the only program the UI launches (`python SCRIPT overrides...`).
+        train_script: the only program the UI launches (`python SCRIPT overrides...`); None:
+            the packaged trainer (`python -m ocrtrain.train overrides...`).
         python: the interpreter that runs it.
         run_cwd: working directory of launched runs (relative output paths land there).
         host: the address the server binds to; beyond loopback a token is mandatory.
@@ -74,7 +80,7 @@ class WebSettings:
 
     home: Path | None = None
     config_dir: Path = field(default_factory=default_config_dir)
-    train_script: Path = field(default_factory=default_train_script)
+    train_script: Path | None = field(default_factory=default_train_script)
     python: str = sys.executable
     run_cwd: Path = field(default_factory=Path.cwd)
     host: str = "127.0.0.1"
@@ -86,8 +92,22 @@ class WebSettings:
         if self.token is None and not is_loopback(self.host):
             raise ValueError(f"binding to {self.host} requires a token")
         self.config_dir = Path(self.config_dir).resolve()
-        self.train_script = Path(self.train_script).resolve()
+        if self.train_script is not None:
+            self.train_script = Path(self.train_script).resolve()
         self.run_cwd = Path(self.run_cwd).resolve()
+
+    def train_argv(self) -> list[str]:
+        """The command every launch starts, before its overrides."""
+        if self.train_script is None:
+            return [self.python, *PACKAGED_TRAINER]
+        return [self.python, str(self.train_script)]
+
+    def trainer_missing(self) -> str | None:
+        """Why no run can be launched (the configured script is gone), or None."""
+        script = self.train_script
+        if script is not None and not script.is_file():
+            return f"the trainer {script} does not exist"
+        return None
 
 
 class WebContext:

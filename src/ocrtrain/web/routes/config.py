@@ -29,7 +29,7 @@ def schema(
         out = ctx.tree.schema(choice or [])
     except OverrideError as exc:
         raise HTTPException(422, str(exc)) from None
-    out["argv_prefix"] = [ctx.settings.python, str(ctx.settings.train_script)]
+    out["argv_prefix"] = ctx.settings.train_argv()
     return out
 
 
@@ -43,5 +43,5 @@ def validate(request: Request, body: ValidateRequest) -> dict[str, Any]:
         composed = ctx.tree.compose(body.overrides)
     except OverrideError as exc:
         raise HTTPException(422, str(exc)) from None
-    argv = [ctx.settings.python, str(ctx.settings.train_script), *composed.overrides]
+    argv = [*ctx.settings.train_argv(), *composed.overrides]
     return {"ok": True, "argv": argv, "command": command_text(argv)}

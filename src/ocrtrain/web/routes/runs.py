@@ -73,10 +73,15 @@ def find_run(ctx: WebContext, run_id: str) -> RunRecord:
 
 
 def overrides_of(ctx: WebContext, rec: RunRecord) -> list[str] | None:
-    """The overrides of a run launched as `python train.py ...`, else None."""
-    argv = rec.argv
-    if len(argv) >= 2 and Path(argv[1]).name == ctx.settings.train_script.name:
-        return list(argv[2:])
+    """The overrides of a run launched as `python train.py ...` (or the packaged trainer),
+    else None."""
+    argv = list(rec.argv)
+    prefix = ctx.settings.train_argv()[1:]
+    if argv[1 : 1 + len(prefix)] == prefix:
+        return argv[1 + len(prefix) :]
+    script = ctx.settings.train_script
+    if script is not None and len(argv) >= 2 and Path(argv[1]).name == script.name:
+        return argv[2:]
     return None
 
 
@@ -133,13 +138,14 @@ def launch(request: Request, body: LaunchRequest) -> dict[str, Any]:
         raise HTTPException(422, "name: letters, digits, '_', '-', '.', at most 64 characters")
     if not ctx.tree.exists:
         raise HTTPException(503, f"no train.yaml in {s.config_dir}")
-    if not s.train_script.is_file():
-        raise HTTPException(503, f"the trainer {s.train_script} does not exist")
+    missing = s.trainer_missing()
+    if missing is not None:
+        raise HTTPException(503, missing)
     try:
         composed = ctx.tree.compose(body.overrides)
     except OverrideError as exc:
         raise HTTPException(422, str(exc)) from None
-    argv = (s.python, str(s.train_script), *composed.overrides)
+    argv = (*s.train_argv(), *composed.overrides)
     spec = RunSpec(
         argv=argv,
         name=body.name or "train",
