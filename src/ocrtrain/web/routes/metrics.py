@@ -35,6 +35,16 @@ TRAINING = {
     "val/cer": ("ocrtrain_run_val_cer", "Character error rate of the latest validation."),
     "val/line_acc": ("ocrtrain_run_val_line_accuracy", "Line accuracy of that validation."),
 }
+RANK_LABELS = ("run", "job", "node_rank", "global_rank", "local_rank")
+# a rank's process field -> (Prometheus name, help)
+PER_RANK = {
+    "step": ("ocrtrain_rank_step", "The training step a rank of a distributed job is at."),
+    "cpu_percent": ("ocrtrain_rank_cpu_percent", "CPU use of a rank (percent of one core)."),
+    "rss_bytes": ("ocrtrain_rank_rss_bytes", "Resident memory of a rank."),
+    "gpu_mem_bytes": ("ocrtrain_rank_gpu_memory_bytes", "GPU memory of a rank."),
+    "net_sent_bytes": ("ocrtrain_rank_net_sent_bytes", "TCP bytes a rank's sockets sent."),
+    "net_recv_bytes": ("ocrtrain_rank_net_received_bytes", "TCP bytes a rank's sockets received."),
+}
 TRAIN_KEYS = ("step", "epoch", "train/loss", "lr", "lines_per_s")
 VAL_KEYS = ("val/cer", "val/line_acc")
 
@@ -105,7 +115,19 @@ class RunsCollector(Collector):
             "ocrtrain_orphans", "Orphaned run processes.", snap.get("orphans", 0)
         )
         yield from self._processes(snap.get("runs", []))
+        yield from self._ranks(snap.get("runs", []))
         yield from self._training()
+        nics = {
+            key: GaugeMetricFamily(
+                f"ocrtrain_nic_{key}_bytes", f"Bytes {key} by a network interface.", labels=["nic"]
+            )
+            for key in ("sent", "received")
+        }
+        for name, nic in (snap.get("host") or {}).get("nics", {}).items():
+            for key, family in nics.items():
+                if isinstance(nic, dict) and nic.get(key) is not None:
+                    family.add_metric([str(name)], float(nic[key]))
+        yield from nics.values()
         host = snap.get("host") or {}
         for name, help_, key in (
             ("ocrtrain_host_cpu_percent", "Machine CPU use.", "cpu_percent"),
@@ -143,6 +165,33 @@ class RunsCollector(Collector):
                 values = [float(m[key]) for m in members if m.get(key) is not None]
                 if key != "count" and values:
                     family.add_metric(labels, sum(values))
+        yield from families.values()
+
+    def _ranks(self, runs: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+        """Per rank of a distributed job, labelled so that one Prometheus scrapes a cluster."""
+        families = {
+            key: GaugeMetricFamily(name, help_, labels=RANK_LABELS)
+            for key, (name, help_) in PER_RANK.items()
+        }
+        for run in runs:
+            run_id = str(run.get("id") or "")
+            ranks = [p for p in run.get("processes") or [] if p.get("global_rank") is not None]
+            if not ranks:
+                continue
+            rec = self.ctx.journal.get_run(run_id) if run_id else None
+            job = (rec.job_id if rec is not None else None) or run_id
+            for p in ranks:
+                node = p.get("node_rank")
+                labels = [
+                    run_id,
+                    str(job),
+                    "" if node is None else str(node),
+                    str(p["global_rank"]),
+                    "" if p.get("local_rank") is None else str(p["local_rank"]),
+                ]
+                for key, family in families.items():
+                    if p.get(key) is not None:
+                        family.add_metric(labels, float(p[key]))
         yield from families.values()
 
     def _training(self) -> Iterator[GaugeMetricFamily]:
