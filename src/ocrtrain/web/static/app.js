@@ -802,6 +802,15 @@ $("#gallery-step").addEventListener("input", async () => {
 });
 
 // -- process tree
+const PROC_COLUMNS = ["Process", "PID", "CPU", "RSS", "GPU mem", "Rank", "Step", "Net ↑ / ↓", "Command"];
+
+function rankText(p) {
+  if (p.global_rank === null || p.global_rank === undefined) return "–";
+  const local = p.local_rank === null || p.local_rank === undefined ? "?" : p.local_rank;
+  const node = p.node_rank === null || p.node_rank === undefined ? "?" : p.node_rank;
+  return `${p.global_rank} / ${local} @ ${node}`;
+}
+
 function procRows(procs) {
   const byPid = new Map(procs.map((p) => [p.pid, p]));
   const kids = new Map();
@@ -823,6 +832,10 @@ function procRows(procs) {
       el("td", { text: fmtPct(p.cpu_percent) }),
       el("td", { text: fmtBytes(p.rss_bytes) }),
       el("td", { text: p.gpu_mem_bytes === null || p.gpu_mem_bytes === undefined ? "–" : fmtBytes(p.gpu_mem_bytes) }),
+      el("td", { class: "mono rank", title: "global rank / local rank @ node", text: rankText(p) }),
+      el("td", { class: "num", text: p.step === null || p.step === undefined ? "–" : String(p.step) }),
+      el("td", { class: "net", title: "TCP bytes sent / received by this process's sockets",
+        text: p.net_sent_bytes === null || p.net_sent_bytes === undefined ? "–" : `${fmtBytes(p.net_sent_bytes)} / ${fmtBytes(p.net_recv_bytes)}` }),
       el("td", { class: "cmd", title: p.cmdline || "", text: p.cmdline || "" })));
     const ks = (kids.get(p.pid) || []).sort((a, b) => a.pid - b.pid);
     ks.forEach((k, i) => walk(k, depth + 1, i === ks.length - 1));
@@ -853,7 +866,7 @@ async function refreshProcesses() {
   const blocks = (snap.runs || []).map((r) => {
     const flags = (r.flags || []).map((f) => el("span", { class: `badge ${f}`, text: f }));
     const table = el("table", { class: "procs" },
-      el("thead", {}, el("tr", {}, ...["Process", "PID", "CPU", "RSS", "GPU mem", "Command"].map((t) => el("th", { text: t })))),
+      el("thead", {}, el("tr", {}, ...PROC_COLUMNS.map((t) => el("th", { text: t })))),
       el("tbody", {}, ...procRows(r.processes || [])));
     const broken = (r.flags || []).length || (r.processes || []).some((p) => (p.flags || []).includes("orphan"));
     return el("div", { class: "ps-run", "data-run": r.id },
