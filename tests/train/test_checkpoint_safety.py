@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from helpers import REPO
+from ocrtrain.train.checkpoint_format import FORMAT_VERSION, MODEL_KIND, read_checkpoint
 from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, safe_load
 from ocrtrain.train.errors import CheckpointError
-from ocrtrain.train.inference import read_checkpoint
-from ocrtrain.train.lit_module import FORMAT_VERSION, MODEL_KIND, OCRLitModule
+from ocrtrain.train.lit_module import OCRLitModule
 from train.conftest import SMOKE
 
 CLI = [sys.executable, "-m", "ocrtrain"]

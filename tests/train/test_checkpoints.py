@@ -9,10 +9,16 @@ import pytest
 import torch
 
 from ocrtrain.train.callbacks import MetricsJsonl
+from ocrtrain.train.checkpoint_format import (
+    FORMAT_VERSION,
+    MODEL_KIND,
+    check_compatible,
+    read_checkpoint,
+)
 from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, atomic_write, remove_stale_temps
 from ocrtrain.train.errors import CheckpointError, OutputWriteError
-from ocrtrain.train.inference import check_compatible, load_model, read_checkpoint
-from ocrtrain.train.lit_module import FORMAT_VERSION, MODEL_KIND, OCRLitModule
+from ocrtrain.train.inference import load_model
+from ocrtrain.train.lit_module import OCRLitModule
 
 SMALL = {"channels": [4, 8, 8, 8], "hidden": 8, "lstm_layers": 1}
 

@@ -20,7 +20,7 @@ def test_finetune_starts_from_the_checkpoint_on_a_folder(start_train, tmp_path: 
     rc, out = p.wait(timeout=240)
     assert rc == 0, out
     p.assert_no_survivors()
-    base = outputs / "smoke" / "checkpoints" / "best.ckpt"
+    base = outputs / "smoke" / "latest" / "checkpoints" / "best.ckpt"
     assert base.is_file()
 
     lines = tmp_path / "mine"
@@ -34,7 +34,7 @@ def test_finetune_starts_from_the_checkpoint_on_a_folder(start_train, tmp_path: 
     assert rc == 0, out
     p.assert_no_survivors()
     assert f"model.init_from: weights of {base}" in out
-    assert (outputs / "tuned" / "checkpoints" / "best.ckpt").is_file()
+    assert (outputs / "tuned" / "latest" / "checkpoints" / "best.ckpt").is_file()
 
     # Weights of another network are refused before anything is written: one line, exit 2.
     p = start_train(["experiment=finetune", "data=folder", f"data.path={lines}",

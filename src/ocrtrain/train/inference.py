@@ -1,4 +1,4 @@
-"""Read checkpoints written by the trainer and rebuild the recognizer from them."""
+"""Rebuild the recognizer from a checkpoint the trainer wrote."""
 
 from __future__ import annotations
 
@@ -6,40 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ocrtrain.train.checkpoint_format import read_checkpoint
 from ocrtrain.train.errors import CheckpointError
 
 log = logging.getLogger(__name__)
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict; CheckpointError unless it is an ocrtrain recognizer checkpoint."""
-    from ocrtrain.train.checkpoint_io import safe_load
-    from ocrtrain.train.lit_module import FORMAT_VERSION, MODEL_KIND
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    ckpt: dict[str, Any] = safe_load(path)
-    meta = ckpt.get("ocrtrain") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or meta.get("kind") != MODEL_KIND:
-        raise CheckpointError(f"{path} is not a checkpoint of an ocrtrain CRNN recognizer")
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {meta.get('version')!r}; this ocrtrain reads format"
-            f" {FORMAT_VERSION} (retrain, or use the ocrtrain version that wrote it)"
-        )
-    return ckpt
-
-
-def check_compatible(ckpt: dict[str, Any], hparams: dict[str, Any], path: str | Path) -> None:
-    """CheckpointError when the checkpoint's network or charset differ from the config's."""
-    saved = ckpt.get("hyper_parameters", {})
-    for key in ("charset", "height", "width_scale", "net"):
-        if saved.get(key) != hparams.get(key):
-            raise CheckpointError(
-                f"{path} belongs to another model: {key} is {saved.get(key)!r} there,"
-                f" {hparams.get(key)!r} in this config"
-            )
 
 
 def load_model(path: str | Path) -> Any:

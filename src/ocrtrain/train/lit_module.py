@@ -16,6 +16,12 @@ from torch import nn
 
 from ocrtrain.config_choices import OPTIMIZERS, SCHEDULERS
 from ocrtrain.train.callbacks import time_budget
+from ocrtrain.train.checkpoint_format import (
+    FORMAT_VERSION,
+    MODEL_KIND,
+    check_compatible,
+    read_checkpoint,
+)
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.errors import CheckpointError, ConfigError
 from ocrtrain.train.metrics import TextScore
@@ -25,10 +31,6 @@ from ocrtrain.train.schedule import TimedOneCycleLR
 
 log = logging.getLogger(__name__)
 
-MODEL_KIND = "ocrtrain.crnn-ctc"
-# 2: BiLSTM as two unpacked directions (crnn.BiLSTM); 3: contrast-normalized input lines
-# (transforms.stretch_contrast): a format-2 model would misread them.
-FORMAT_VERSION = 3
 # SCHEDULERS: onecycle: warm-up then cosine decay over the whole run (needs a finite run), which
 # ends with the time budget when there is one (callbacks.TimeBudget); constant: `lr`.
 # OPTIMIZERS: adamw: AdamW for every parameter; muon: Muon for weight matrices and filters.
@@ -91,8 +93,6 @@ class OCRLitModule(L.LightningModule):
     def _load_weights(self, path: str) -> None:
         """The network weights of checkpoint `path`, which must be of this very model
         (charset, line height and network sizes); CheckpointError otherwise."""
-        from ocrtrain.train.inference import check_compatible, read_checkpoint
-
         ckpt = read_checkpoint(path)
         check_compatible(ckpt, dict(self.hparams), path)
         weights = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}

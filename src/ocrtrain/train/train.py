@@ -219,7 +219,7 @@ def _place_run(cfg: Any) -> _Place:
 
 def _check_resume(cfg: Any, model: Any, place: _Place) -> None:
     """The resume checkpoint fits this model, its optimizer and has something left to train."""
-    from ocrtrain.train.inference import check_compatible, read_checkpoint
+    from ocrtrain.train.checkpoint_format import check_compatible, read_checkpoint
     from ocrtrain.train.resume_check import training_left
 
     path = place.ckpt_path
