@@ -49,6 +49,10 @@ def test_outputs_stay_under_the_outputs_root(tmp_path: Path) -> None:
     root = tmp_path / "outputs"
     ok = {"experiment_name": "a", "paths": {"outputs_root": "outputs", "ckpt_dir": "outputs/a/c"}}
     guard.check_outputs(ok, root, tmp_path)
+    loggers = {"tensorboard": {"save_dir": "outputs/a", "name": "tensorboard", "version": ""}}
+    guard.check_outputs(
+        {"logger": loggers, "callbacks": {"x": {"_target_": "a.B"}}}, root, tmp_path
+    )
     for config in (
         {"experiment_name": "..", "paths": {}},
         {"experiment_name": "a/b", "paths": {}},
@@ -56,6 +60,12 @@ def test_outputs_stay_under_the_outputs_root(tmp_path: Path) -> None:
         {"paths": {"ckpt_dir": "/tmp/x"}},
         {"callbacks": {"best": {"dirpath": "/tmp/x"}}},
         {"callbacks": {"metrics": {"path": "../m.jsonl"}}},
+        {"logger": {"mlflow": {"store": "/etc/mlruns"}}},
+        {"logger": {"tensorboard": {"save_dir": "/etc"}}},
+        {"logger": {"tensorboard": {"save_dir": "outputs", "name": "../../../etc"}}},
+        {"logger": {"csv": {"name": ".."}}},
+        {"logger": {"mlflow": {"tracking_uri": "file:///etc/mlruns"}}},
+        {"callbacks": {"best": {"dirpath": "outputs/a", "filename": "../../../../etc/x"}}},
     ):
         with pytest.raises(guard.GuardError):
             guard.check_outputs(config, root, tmp_path)

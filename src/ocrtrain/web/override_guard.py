@@ -160,19 +160,44 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+WRITER_SECTIONS = ("callbacks", "logger")  # objects that write files wherever they are told
+# Keys whose value is a folder or file a callback or logger writes (relative: from the run's cwd).
+PATH_KEYS = frozenset(
+    {*OUTPUT_KEYS, "save_dir", "store", "root_dir", "log_dir", "logdir", "tracking_uri", "dir"}
+)
+
+
+def _escapes(value: str) -> bool:
+    """Whether a name used inside a writer's folder (a logger's `name`, a checkpoint's
+    `filename`) could point elsewhere: absolute, home-relative, a URI, or through `..`."""
+    return value.startswith(("/", "~", "file:")) or ".." in Path(value).parts
+
+
+def _writer_paths(prefix: str, tree: Any) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            if k != "_target_":  # a class name, refused as an override anyway
+                out += _writer_paths(f"{prefix}.{k}", v)
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            out += _writer_paths(f"{prefix}[{i}]", v)
+    elif isinstance(tree, str):
+        key = prefix.rsplit(".", 1)[-1]
+        if key in PATH_KEYS or _escapes(tree):
+            out.append((prefix, tree))
+    return out
+
+
 def output_paths(config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(key, path) of what the run writes: `paths.*` and callbacks' `dirpath`/`path`."""
+    """(key, path) of what the run writes: `paths.*`, and every path-like string of the
+    callbacks and loggers (a logger's `save_dir`, `store` or `name=../x` writes there too)."""
     out: list[tuple[str, str]] = []
     paths = config.get("paths")
     if isinstance(paths, dict):
         out += [(f"paths.{k}", v) for k, v in paths.items() if isinstance(v, str)]
-    callbacks = config.get("callbacks")
-    if isinstance(callbacks, dict):
-        for name, spec in callbacks.items():
-            if isinstance(spec, dict):
-                for k in OUTPUT_KEYS:
-                    if isinstance(spec.get(k), str):
-                        out.append((f"callbacks.{name}.{k}", spec[k]))
+    for section in WRITER_SECTIONS:
+        out += _writer_paths(section, config.get(section))
     return out
 
 
@@ -188,7 +213,8 @@ def check_outputs(config: Mapping[str, Any], root: Path, cwd: Path) -> None:
         raise GuardError(problem)
     root = root.resolve()
     for key, value in output_paths(config):
-        path = (cwd / Path(value).expanduser()).resolve()
+        local = value.removeprefix("file://").removeprefix("file:")
+        path = (cwd / Path(local).expanduser()).resolve()
         if not _inside(path, root):
             raise GuardError(f"{key}={value}: outside the outputs root {root}")
 
