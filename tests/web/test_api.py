@@ -3,7 +3,6 @@ trainer (tests/web/fixtures)."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -15,7 +14,16 @@ from typing import Any
 
 import httpx
 import pytest
-from web_helpers import FAKE_CONFIGS, UIServer, lines_of, pid_alive, read_sse, run_pids, wait_for
+from web_helpers import (
+    FAKE_CONFIGS,
+    UIServer,
+    lines_of,
+    pid_alive,
+    rank_run,
+    read_sse,
+    run_pids,
+    wait_for,
+)
 
 from ocrtrain.procman.api import request_stop
 from ocrtrain.procman.journal import Journal
@@ -430,31 +438,14 @@ def test_form_speaks_to_a_newcomer(make_server: Callable[..., UIServer]) -> None
 
 
 def test_prometheus_labels_each_rank(server: UIServer) -> None:
-    """A rank of a distributed job (here: a process with torchrun's variables) is exported
-    with job, node and rank labels, so one Prometheus can scrape every node of a cluster."""
-    env = {**os.environ, "RANK": "3", "LOCAL_RANK": "1", "GROUP_RANK": "1", "WORLD_SIZE": "4"}
-    child = [sys.executable, "-c", "import time; time.sleep(120)"]
-    out = subprocess.run(
-        [sys.executable, "-m", "ocrtrain", "run", "--detach", "--name", "rank", "--", *child],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    run_id = out.stdout.strip().split()[-1]
-    try:
-        with server.client() as c:
-            labels = (
-                rf'\{{global_rank="3",job="{run_id}",local_rank="1",node_rank="1",'
-                rf'run="{run_id}"\}}'
-            )
-            pattern = rf"ocrtrain_rank_rss_bytes{labels} [0-9.e+]+"
-            wait_for(lambda: re.search(pattern, c.get("/metrics").text), 30, "the rank's RSS")
-            text = c.get("/metrics").text
-            assert re.search(rf"ocrtrain_rank_net_sent_bytes{labels} 0", text), text
-            assert "# TYPE ocrtrain_nic_sent_bytes gauge" in text
-    finally:
-        journal = Journal()
-        request_stop(journal, journal.resolve(run_id), force=True)
-        wait_for(lambda: not run_pids(run_id), 20, "the run to end")
+    """A rank of a distributed job (a process with torchrun's variables) is exported with job,
+    node and rank labels, so one Prometheus can scrape every node of a cluster."""
+    with rank_run() as run_id, server.client() as c:
+        labels = (
+            rf'\{{global_rank="3",job="{run_id}",local_rank="1",node_rank="1",run="{run_id}"\}}'
+        )
+        sent = rf"ocrtrain_rank_net_sent_bytes{labels} 100\d"  # 1000 bytes, the SYN counts one
+        wait_for(lambda: re.search(sent, c.get("/metrics").text), 30, "the rank's bytes")
+        text = c.get("/metrics").text
+        assert re.search(rf"ocrtrain_rank_rss_bytes{labels} [0-9.e+]+", text), text
+        assert "# TYPE ocrtrain_nic_sent_bytes gauge" in text

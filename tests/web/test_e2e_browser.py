@@ -24,11 +24,10 @@ from web_helpers import (
     REPO,
     UIServer,
     pid_alive,
+    rank_run,
     run_pids,
     wait_for,
 )
-
-from ocrtrain.procman import Journal, request_stop
 
 pytestmark = [
     pytest.mark.browser,
@@ -222,27 +221,7 @@ def test_orphan_highlighted_and_cleaned_up_after_dry_run(
 def test_processes_view_shows_each_rank(make_server: Callable[..., UIServer], page: Any) -> None:
     """A rank of a distributed job (a process with torchrun's variables, under ocrtrain run)
     shows its global rank, local rank and node, and its TCP bytes, in the processes view."""
-    env = {**os.environ, "RANK": "3", "LOCAL_RANK": "1", "GROUP_RANK": "1", "WORLD_SIZE": "4"}
-    talk = (  # a rank that sends 1000 bytes over TCP (to itself), then waits
-        "import socket, time\n"
-        "s = socket.create_server(('127.0.0.1', 0))\n"
-        "c = socket.create_connection(s.getsockname())\n"
-        "a, _ = s.accept()\n"
-        "c.sendall(b'x' * 1000)\n"
-        "a.recv(1000)\n"
-        "time.sleep(120)\n"
-    )
-    child = [sys.executable, "-c", talk]
-    out = subprocess.run(
-        [sys.executable, "-m", "ocrtrain", "run", "--detach", "--name", "rank", "--", *child],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    run_id = out.stdout.strip().split()[-1]
-    try:
+    with rank_run() as run_id:
         server = make_server()
         page.goto(server.page_url("/#/processes"))
         cell = f'.ps-run[data-run="{run_id}"] td.rank'
@@ -252,10 +231,6 @@ def test_processes_view_shows_each_rank(make_server: Callable[..., UIServer], pa
         nets = f"[...document.querySelectorAll('.ps-run[data-run=\"{run_id}\"] td.net')]"
         sent_and_received = r"/^100\d B \/ 100\d B$/"  # 1000 bytes, the SYN counts one
         page.wait_for_function(f"{nets}.some(td => {sent_and_received}.test(td.textContent))")
-    finally:
-        journal = Journal()
-        request_stop(journal, journal.resolve(run_id), force=True)
-        wait_for(lambda: not run_pids(run_id), 20, "the run to end")
 
 
 @pytest.mark.skipif(os.environ.get("OCRTRAIN_SCREENSHOTS") != "1", reason="OCRTRAIN_SCREENSHOTS=1")

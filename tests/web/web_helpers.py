@@ -3,6 +3,7 @@ waiting on conditions with deadlines, and finding a run's processes in /proc."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -245,3 +246,39 @@ def read_sse(
 
 def lines_of(events: list[dict[str, Any]]) -> list[str]:
     return [ln for e in events if e.get("event") == "lines" for ln in e["data"]["lines"]]
+
+
+# A rank of a distributed job as torchrun starts one: its variables in the environment. It
+# sends 1000 bytes over TCP (to itself), then waits to be stopped.
+TALKING_RANK = (
+    "import socket, time\n"
+    "s = socket.create_server(('127.0.0.1', 0))\n"
+    "c = socket.create_connection(s.getsockname())\n"
+    "a, _ = s.accept()\n"
+    "c.sendall(b'x' * 1000)\n"
+    "a.recv(1000)\n"
+    "time.sleep(120)\n"
+)
+RANK_ENV = {"RANK": "3", "LOCAL_RANK": "1", "GROUP_RANK": "1", "WORLD_SIZE": "4"}
+
+
+@contextlib.contextmanager
+def rank_run() -> Iterator[str]:
+    """`ocrtrain run --detach` of a talking rank (global 3, local 1, node 1); yields its run id
+    and ends it with every process on the way out."""
+    child = [sys.executable, "-c", TALKING_RANK]
+    out = subprocess.run(
+        [sys.executable, "-m", "ocrtrain", "run", "--detach", "--name", "rank", "--", *child],
+        env={**os.environ, **RANK_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip().split()[-1]
+    try:
+        yield run_id
+    finally:
+        journal = Journal()
+        request_stop(journal, journal.resolve(run_id), force=True)
+        wait_for(lambda: not run_pids(run_id), 20, "the rank's run to end")
