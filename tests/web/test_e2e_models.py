@@ -39,7 +39,7 @@ def shoot(page: Any, name: str) -> None:
 
 def test_choose_a_model(make_server: Callable[..., UIServer], page: Any, tmp_path: Path) -> None:
     server = make_server(config_dir=REAL_CONFIGS, train_script=REAL_TRAINER, grace=30.0)
-    outputs = tmp_path / "outputs"
+    outputs = server.workdir / "outputs"  # the UI writes under its own outputs root only
     with server.client() as c:
         ids = [
             launch(c, [*SMOKE, f"paths.outputs_root={outputs}", f"seed={seed}", f"model.lr={lr}"])
@@ -50,7 +50,7 @@ def test_choose_a_model(make_server: Callable[..., UIServer], page: Any, tmp_pat
 
     # The runs table: each run's best CER, line accuracy, step and loss; sortable, filterable.
     page.set_viewport_size({"width": 1280, "height": 860})
-    page.goto(server.url + "/")
+    page.goto(server.page_url("/"))
     for run_id in ids:
         page.wait_for_function(
             "id => { const td = document.querySelector(`tr[data-id='${id}'] td.cer`);"
@@ -87,7 +87,7 @@ def test_choose_a_model(make_server: Callable[..., UIServer], page: Any, tmp_pat
     # Each run page lists the run's own checkpoints: two runs, two best.ckpt files.
     bests = []
     for run_id in ids:
-        page.goto(f"{server.url}/#/run/{run_id}")
+        page.goto(server.page_url(f"/#/run/{run_id}"))
         best = f"#ckpts[data-run='{run_id}'] tr[data-name='best.ckpt']"
         page.wait_for_selector(best)
         bests.append(page.get_attribute(f"{best} td", "title"))
@@ -140,7 +140,7 @@ def test_choose_a_model(make_server: Callable[..., UIServer], page: Any, tmp_pat
         "document.querySelector('#run-procs-status').textContent === 'no live process'"
     )
     # Clone a run: the form holds its overrides, explained (help, resolved values, choices).
-    page.goto(f"{server.url}/#/run/{ids[0]}")
+    page.goto(server.page_url(f"/#/run/{ids[0]}"))
     page.wait_for_selector("#run-state.succeeded")
     page.click("#btn-clone")
     page.wait_for_function(
