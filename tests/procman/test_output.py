@@ -319,3 +319,29 @@ def test_the_supervisor_never_polls_the_childs_pipes(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_stdout_and_stderr_at_once_both_reach_the_log_whole(tmp_path: Path) -> None:
+    """Two pipes spliced into one log by two threads: no write lands on another's bytes."""
+    log = LogFile(str(tmp_path / "output.log"))
+    lines = {name: [f"{name} {i:06d}\n".encode() for i in range(20_000)] for name in "ab"}
+
+    def feed(name: str) -> None:
+        r, w = os.pipe()
+        try:
+            for line in lines[name]:
+                os.write(w, line)
+                log.splice_from(r, len(line))
+        finally:
+            os.close(r)
+            os.close(w)
+
+    threads = [threading.Thread(target=feed, args=(name,)) for name in lines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    got = (tmp_path / "output.log").read_bytes().splitlines(keepends=True)
+    assert sorted(got) == sorted(lines["a"] + lines["b"])
+    assert log.bytes_written == sum(map(len, got))

@@ -102,22 +102,27 @@ class LogFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        # Not O_APPEND: splice(2) refuses append-mode files. The supervisor is the only writer.
+        # Not O_APPEND: splice(2) refuses append-mode files. The supervisor is the only writer,
+        # but from two threads (stdout's and stderr's): splice(2) reads and moves the file
+        # offset without the kernel's position lock, so two at once overwrite each other.
+        # Each write or splice holds `_lock`.
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         os.lseek(self.fd, 0, os.SEEK_END)
         self.bytes_written = 0
         self._failed = False
         self._splice = True
+        self._lock = threading.Lock()
 
     def write(self, data: bytes) -> None:
         if self._failed:
             return
         try:
             view = memoryview(data)
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
-            self.bytes_written += len(data)
+            with self._lock:
+                while view:
+                    n = os.write(self.fd, view)
+                    view = view[n:]
+                self.bytes_written += len(data)
         except OSError as exc:
             self._fail(exc)
 
@@ -131,7 +136,9 @@ class LogFile:
                 count -= len(data)
                 continue
             try:
-                n = os.splice(src, self.fd, count)
+                with self._lock:
+                    n = os.splice(src, self.fd, count)
+                    self.bytes_written += n
             except OSError as exc:
                 if exc.errno == errno.EINVAL:  # a file system without splice: copy instead
                     self._splice = False
@@ -140,7 +147,6 @@ class LogFile:
                 continue
             if n == 0:
                 return
-            self.bytes_written += n
             count -= n
 
     def _fail(self, exc: OSError) -> None:
