@@ -137,10 +137,10 @@ V1_RUNS = """CREATE TABLE runs (
 )"""
 
 
-def test_a_journal_of_schema_1_gains_jobs_and_ranks(tmp_path: Path) -> None:
+def test_a_journal_of_schema_1_gains_jobs_ranks_and_rank_samples(tmp_path: Path) -> None:
     import sqlite3
 
-    from ocrtrain.procman.journal import JOURNAL_FILE, RankRecord
+    from ocrtrain.procman.journal import JOURNAL_FILE, RankRecord, RankSample, SampleRecord
 
     old = sqlite3.connect(tmp_path / JOURNAL_FILE)
     old.execute(V1_RUNS)
@@ -161,5 +161,8 @@ def test_a_journal_of_schema_1_gains_jobs_and_ranks(tmp_path: Path) -> None:
         assert run is not None
         assert (run.job_id, run.node_rank, run.num_nodes, run.rdzv_endpoint) == ("t", 1, 2, "h:1")
         assert journal.ranks("r1") == [RankRecord(10, 20, 3, 1, 1)]
+        rank = RankSample(3, 1, 1, 10, 2, 50.0, 2**20, None, 4096, 8192, 7)
+        journal.add_sample(SampleRecord("r1", 2.0, 2, 50.0, 2**20, None, (rank,)))
     with Journal(tmp_path) as again:  # opened again: already migrated
         assert again.ranks("r1") == [RankRecord(10, 20, 3, 1, 1)]
+        assert again.samples("r1")[0].ranks == (rank,)

@@ -14,6 +14,7 @@ import ocrtrain.procman as face
 
 def test_every_exported_name_resolves_to_its_home() -> None:
     assert set(face.__all__) == set(face._HOME)
+    assert sum(map(len, face._EXPORTS.values())) == len(face._HOME), "a name listed twice"
     for name in face.__all__:
         home = importlib.import_module(f"ocrtrain.procman.{face._HOME[name]}")
         assert getattr(face, name) is getattr(home, name), name

@@ -437,6 +437,23 @@ def test_form_speaks_to_a_newcomer(make_server: Callable[..., UIServer]) -> None
         assert r.status_code == 422 and "must be one of adamw, muon" in r.json()["detail"]
 
 
+def test_resource_samples_show_each_rank(server: UIServer) -> None:
+    """The supervisor samples a rank of a distributed job on its own (its place, CPU, RSS,
+    TCP bytes), beside the run's totals."""
+
+    def rank_samples(c: httpx.Client, run_id: str) -> list[dict[str, Any]] | None:
+        ranks = c.get(f"/api/runs/{run_id}/resources").json()["ranks"]
+        done = ranks and any((s["net_sent_mib"] or 0) > 0 for s in ranks[0]["samples"])
+        return ranks if done else None
+
+    with rank_run() as run_id, server.client() as c:
+        ranks = wait_for(lambda: rank_samples(c, run_id), 40, "a sample of the rank's traffic")
+        assert [(r["global_rank"], r["local_rank"], r["node_rank"]) for r in ranks] == [(3, 1, 1)]
+        last = ranks[0]["samples"][-1]
+        assert last["processes"] == 1 and last["rss_mib"] > 0 and last["step"] is None
+        assert round(last["net_sent_mib"] * 2**20) in range(1000, 1010)  # 1000 B, and the SYN
+
+
 def test_prometheus_labels_each_rank(server: UIServer) -> None:
     """A rank of a distributed job (a process with torchrun's variables) is exported with job,
     node and rank labels, so one Prometheus can scrape every node of a cluster."""

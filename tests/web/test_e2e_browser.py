@@ -220,7 +220,8 @@ def test_orphan_highlighted_and_cleaned_up_after_dry_run(
 
 def test_processes_view_shows_each_rank(make_server: Callable[..., UIServer], page: Any) -> None:
     """A rank of a distributed job (a process with torchrun's variables, under ocrtrain run)
-    shows its global rank, local rank and node, and its TCP bytes, in the processes view."""
+    shows its global rank, local rank and node, and its TCP bytes, in the processes view;
+    the run's page charts its samples per rank."""
     with rank_run() as run_id:
         server = make_server()
         page.goto(server.page_url("/#/processes"))
@@ -231,6 +232,10 @@ def test_processes_view_shows_each_rank(make_server: Callable[..., UIServer], pa
         nets = f"[...document.querySelectorAll('.ps-run[data-run=\"{run_id}\"] td.net')]"
         sent_and_received = r"/^100\d B \/ 100\d B$/"  # 1000 bytes, the SYN counts one
         page.wait_for_function(f"{nets}.some(td => {sent_and_received}.test(td.textContent))")
+        page.goto(server.url + f"/#/run/{run_id}")
+        page.wait_for_selector("#rank-resources:not(.hidden) [data-chart=net_sent_mib]")
+        legend = page.inner_text("#rank-charts")
+        assert "rank 3 (node 1, local 1)" in legend and "Network sent per rank" in legend
 
 
 @pytest.mark.skipif(os.environ.get("OCRTRAIN_SCREENSHOTS") != "1", reason="OCRTRAIN_SCREENSHOTS=1")

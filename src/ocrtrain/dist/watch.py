@@ -26,14 +26,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocrtrain.dist.progress import RankReport, ranks_dir, read_reports
 from ocrtrain.procman import (
     RUN_ID_ENV,
     EventKind,
     Journal,
+    RankReport,
     StackDump,
     collect_stacks,
+    ranks_dir,
     read_cmdline,
+    read_reports,
     read_stat,
 )
 

@@ -4,9 +4,9 @@ Roles are decided from identity and structure, never from a command-line substri
 
 - supervisor / watchdog / trainer: the (pid, start) pairs the journal recorded (an unknown
   run's trainer is its tagged session leader);
-- rank: a DDP rank is started with `LOCAL_RANK`/`RANK` in its environment by a launcher
-  (Lightning, torchrun); the first process in a chain with that value is the rank, the
-  processes it forks inherit the value and are its workers or helpers;
+- rank: a DDP rank is started with its rank in its environment by a launcher (Lightning,
+  torchrun, srun: `procman.launcher_rank`); the first process in a chain with that place is
+  the rank, the processes it forks inherit it and are its workers or helpers;
 - worker: a DataLoader worker, i.e. a fork of a trainer/rank/worker that did not exec (same
   argv as its parent), a `multiprocessing` spawn/forkserver child, or a process PyTorch named
   `pt_data_worker`;
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ocrtrain.procman import env_tag
+from ocrtrain.procman import launcher_rank
 
 SUPERVISOR = "supervisor"
 WATCHDOG = "watchdog"
@@ -38,12 +38,13 @@ class ProcInfo:
     ppid: int
     comm: str
     cmdline: tuple[str, ...]
-    rank: str | None  # LOCAL_RANK (or RANK) from the environment
+    rank: str | None  # the launcher's "global/local/node" rank from the environment
 
 
 def rank_of(environ: bytes | None) -> str | None:
-    """The `LOCAL_RANK` (else `RANK`) value in a raw environment, if any."""
-    return env_tag(environ, b"LOCAL_RANK=") or env_tag(environ, b"RANK=")
+    """The launcher's rank ("global/local/node") in a raw environment, if it names one."""
+    place = launcher_rank(environ)
+    return None if place is None else "/".join(map(str, place))
 
 
 def classify(

@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ocrtrain.dist.progress import RankReport, ranks_dir, read_reports
 from ocrtrain.monitor import roles
 from ocrtrain.procman import (
     ACTIVE_STATES,
@@ -37,15 +36,18 @@ from ocrtrain.procman import (
     NicBytes,
     ProcessTable,
     ProcStat,
+    RankReport,
     RunMembers,
     RunRecord,
     boot_time,
     by_run,
-    env_tag,
+    launcher_rank,
     nic_bytes,
     process_bytes,
+    ranks_dir,
     read_cmdline,
     read_environ,
+    read_reports,
     read_uid,
     start_epoch,
 )
@@ -294,26 +296,15 @@ class RankPlace:
     step: int | None
 
 
-def _int_tag(environ: bytes | None, *keys: bytes) -> int | None:
-    """The first of `keys` set to a whole number in a raw environment."""
-    for key in keys:
-        raw = env_tag(environ, key)
-        if raw is not None and raw.isdigit():
-            return int(raw)
-    return None
-
-
 def rank_place(environ: bytes | None, report: RankReport | None) -> RankPlace:
     """A rank's place from its own report, else its launcher's variables (torchrun,
     Lightning, srun)."""
     if report is not None:
         return RankPlace(report.global_rank, report.local_rank, report.node_rank, report.step)
-    return RankPlace(
-        _int_tag(environ, b"RANK=", b"SLURM_PROCID="),
-        _int_tag(environ, b"LOCAL_RANK=", b"SLURM_LOCALID="),
-        _int_tag(environ, b"GROUP_RANK=", b"NODE_RANK=", b"SLURM_NODEID="),
-        None,
-    )
+    place = launcher_rank(environ)
+    if place is None:
+        return RankPlace(None, None, None, None)
+    return RankPlace(*place, None)
 
 
 def _process_view(

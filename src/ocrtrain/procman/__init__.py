@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from ocrtrain.procman.handoff import current_run_id, ensure_supervised
     from ocrtrain.procman.home import ensure_home
+    from ocrtrain.procman.jobranks import launcher_rank, run_ranks
     from ocrtrain.procman.journal import (
         ACTIVE_STATES,
         FINAL_STATES,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         EventRecord,
         Journal,
         RankRecord,
+        RankSample,
         RunRecord,
         RunState,
         SampleRecord,
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
         read_uid,
         start_epoch,
     )
+    from ocrtrain.procman.rankreports import RankReport, ranks_dir, read_reports
     from ocrtrain.procman.spec import DEFAULT_GRACE_S, RunSpec, parse_seconds, parse_size
     from ocrtrain.procman.stacks import StackDump, catches, collect_stacks, register_stack_dump
     from ocrtrain.procman.teardown import KILL_WAIT_S, Teardown, TeardownResult
@@ -95,6 +98,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "errors": ("HomeError", "OcrtrainError", "RunNotFound", "SpawnError", "UsageError"),
     "handoff": ("current_run_id", "ensure_supervised"),
     "home": ("ensure_home",),
+    "jobranks": ("launcher_rank", "run_ranks"),
     "journal": (
         "ACTIVE_STATES",
         "FINAL_STATES",
@@ -102,6 +106,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "EventRecord",
         "Journal",
         "RankRecord",
+        "RankSample",
         "RunRecord",
         "RunState",
         "SampleRecord",
@@ -137,6 +142,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "liveness": ("reconcile", "supervisor_alive", "watchdog_alive"),
     "netbytes": ("NetBytes", "NicBytes", "nic_bytes", "process_bytes"),
+    "rankreports": ("RankReport", "ranks_dir", "read_reports"),
     "spec": ("DEFAULT_GRACE_S", "RunSpec", "parse_seconds", "parse_size"),
     "stacks": ("StackDump", "catches", "collect_stacks", "register_stack_dump"),
     "teardown": ("KILL_WAIT_S", "Teardown", "TeardownResult"),
@@ -174,6 +180,8 @@ __all__ = [
     "ProcessOutcome",
     "ProcessTable",
     "RankRecord",
+    "RankReport",
+    "RankSample",
     "Role",
     "RunHandle",
     "RunMembers",
@@ -198,13 +206,16 @@ __all__ = [
     "ensure_supervised",
     "env_tag",
     "is_alive",
+    "launcher_rank",
     "members",
     "nic_bytes",
     "parse_seconds",
     "parse_size",
     "process_bytes",
+    "ranks_dir",
     "read_cmdline",
     "read_environ",
+    "read_reports",
     "read_stat",
     "read_uid",
     "reconcile",
@@ -213,6 +224,7 @@ __all__ = [
     "request_stop",
     "run_foreground",
     "run_processes",
+    "run_ranks",
     "run_scope",
     "set_parent_death_signal",
     "start",

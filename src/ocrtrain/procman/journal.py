@@ -24,7 +24,7 @@ from ocrtrain.procman.home import ensure_home
 from ocrtrain.procman.tojson import to_json
 
 JOURNAL_FILE = "journal.sqlite3"
-SCHEMA_VERSION = 2  # 2: a run's job (id, node, nodes, rendezvous) and its ranks
+SCHEMA_VERSION = 3  # 2: a run's job (id, node, nodes, rendezvous) and its ranks; 3: rank samples
 SAMPLES_PER_RUN = 720  # one hour at the default 5 s interval
 
 
@@ -137,8 +137,26 @@ class RankRecord:
 
 
 @dataclass(frozen=True)
+class RankSample:
+    """Resource use of one rank of a distributed job at one moment: the rank's process and
+    its descendants (its DataLoader workers)."""
+
+    global_rank: int
+    local_rank: int
+    node_rank: int
+    pid: int
+    n_procs: int
+    cpu_percent: float
+    rss_bytes: int
+    gpu_bytes: int | None
+    net_sent_bytes: int | None  # TCP bytes of the rank's sockets (None: not readable)
+    net_recv_bytes: int | None
+    step: int | None  # the step the rank last reported
+
+
+@dataclass(frozen=True)
 class SampleRecord:
-    """Resource use of a run's processes at one moment."""
+    """Resource use of a run's processes at one moment, and of each of its ranks."""
 
     run_id: str
     ts: float
@@ -146,9 +164,11 @@ class SampleRecord:
     cpu_percent: float
     rss_bytes: int
     gpu_bytes: int | None
+    ranks: tuple[RankSample, ...] = ()
 
 
 _JSON_COLUMNS = {"argv", "tiers", "limits"}
+_RANK_SAMPLE_COLUMNS = [f.name for f in fields(RankSample)]
 _RUN_COLUMNS = [f.name for f in fields(RunRecord)]
 
 _SCHEMA = """
@@ -179,6 +199,13 @@ CREATE TABLE IF NOT EXISTS ranks (
     global_rank INTEGER NOT NULL, local_rank INTEGER NOT NULL, node_rank INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ranks_run ON ranks(run_id, global_rank);
+CREATE TABLE IF NOT EXISTS rank_samples (
+    run_id TEXT NOT NULL, ts REAL NOT NULL, global_rank INTEGER NOT NULL,
+    local_rank INTEGER NOT NULL, node_rank INTEGER NOT NULL, pid INTEGER NOT NULL,
+    n_procs INTEGER NOT NULL, cpu_percent REAL NOT NULL, rss_bytes INTEGER NOT NULL,
+    gpu_bytes INTEGER, net_sent_bytes INTEGER, net_recv_bytes INTEGER, step INTEGER
+);
+CREATE INDEX IF NOT EXISTS rank_samples_run ON rank_samples(run_id, ts);
 """
 # From each older schema version to the next; then _SCHEMA adds any missing table.
 _MIGRATIONS = {
@@ -188,6 +215,7 @@ _MIGRATIONS = {
         "ALTER TABLE runs ADD COLUMN num_nodes INTEGER",
         "ALTER TABLE runs ADD COLUMN rdzv_endpoint TEXT",
     ],
+    2: [],  # rank_samples is a new table: _SCHEMA creates it
 }
 
 
@@ -486,7 +514,8 @@ class Journal:
     # -- samples --------------------------------------------------------------------------
 
     def add_sample(self, sample: SampleRecord, keep: int = SAMPLES_PER_RUN) -> None:
-        """Store a resource sample, keeping at most `keep` per run (oldest dropped)."""
+        """Store a resource sample and its ranks' samples in one transaction, keeping at most
+        `keep` per run (oldest dropped, with their ranks')."""
         with self._write() as c:
             c.execute(
                 "INSERT INTO samples (run_id, ts, n_procs, cpu_percent, rss_bytes, gpu_bytes)"
@@ -500,17 +529,41 @@ class Journal:
                     sample.gpu_bytes,
                 ),
             )
-            c.execute(
-                "DELETE FROM samples WHERE run_id = ? AND ts < (SELECT ts FROM samples"
-                " WHERE run_id = ? ORDER BY ts DESC LIMIT 1 OFFSET ?)",
-                (sample.run_id, sample.run_id, keep - 1),
+            c.executemany(
+                f"INSERT INTO rank_samples (run_id, ts, {', '.join(_RANK_SAMPLE_COLUMNS)})"
+                f" VALUES (?, ?, {', '.join('?' for _ in _RANK_SAMPLE_COLUMNS)})",
+                [
+                    (sample.run_id, sample.ts, *(getattr(r, k) for k in _RANK_SAMPLE_COLUMNS))
+                    for r in sample.ranks
+                ],
             )
+            oldest = c.execute(
+                "SELECT ts FROM samples WHERE run_id = ? ORDER BY ts DESC LIMIT 1 OFFSET ?",
+                (sample.run_id, keep - 1),
+            ).fetchone()
+            if oldest is not None:
+                for table in ("samples", "rank_samples"):
+                    c.execute(
+                        f"DELETE FROM {table} WHERE run_id = ? AND ts < ?",
+                        (sample.run_id, oldest[0]),
+                    )
 
     def samples(self, run_id: str, limit: int = SAMPLES_PER_RUN) -> list[SampleRecord]:
-        """A run's latest samples, oldest first."""
+        """A run's latest samples, oldest first, each with its ranks' samples."""
         rows = self._query(
             "SELECT * FROM samples WHERE run_id = ? ORDER BY ts DESC LIMIT ?", (run_id, limit)
         )
+        ranks: dict[float, list[RankSample]] = {}
+        if rows:
+            rank_rows = self._query(
+                f"SELECT ts, {', '.join(_RANK_SAMPLE_COLUMNS)} FROM rank_samples"
+                " WHERE run_id = ? AND ts >= ? ORDER BY ts, global_rank",
+                (run_id, rows[-1]["ts"]),
+            )
+            for r in rank_rows:
+                ranks.setdefault(r["ts"], []).append(
+                    RankSample(**{k: r[k] for k in _RANK_SAMPLE_COLUMNS})
+                )
         return [
             SampleRecord(
                 run_id=r["run_id"],
@@ -519,6 +572,7 @@ class Journal:
                 cpu_percent=r["cpu_percent"],
                 rss_bytes=r["rss_bytes"],
                 gpu_bytes=r["gpu_bytes"],
+                ranks=tuple(ranks.get(r["ts"], ())),
             )
             for r in reversed(rows)
         ]

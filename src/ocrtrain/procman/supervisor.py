@@ -35,11 +35,13 @@ from ocrtrain.procman.journal import (
     Journal,
     RunRecord,
     RunState,
+    SampleRecord,
     new_run_id,
 )
 from ocrtrain.procman.leftovers import remove_run_leftovers
 from ocrtrain.procman.lifeline import become_subreaper, set_parent_death_signal
 from ocrtrain.procman.output import LogFile, RunOutput
+from ocrtrain.procman.rankreports import ranks_dir, read_reports
 from ocrtrain.procman.sampling import Sampler, memory_breach, timeout_breach
 from ocrtrain.procman.signal_inbox import SignalInbox
 from ocrtrain.procman.spawn import BACKGROUND_TTY, MainChild, exit_status, start_child
@@ -369,7 +371,7 @@ class Supervisor:
             self._kill_now()
         breach = timeout_breach(self.spec, now - self._started_mono)
         if self.sampler.due(now):
-            sample = self.sampler.take(find_members(self.run_id, **self._membership()), now)
+            sample = self._sample(now)
             try:
                 self.journal.add_sample(sample)
             except Exception:
@@ -380,6 +382,17 @@ class Supervisor:
             log.warning("run %s: %s; stopping it", self.run_id, breach.reason)
             reason = f"stopped: {breach.reason}"
             self._ask_stop(StopRequest(source=f"limit {breach.limit}", reason=reason))
+
+    def _sample(self, now: float) -> SampleRecord:
+        """The run's resource use now, and each of its ranks' (those it recorded)."""
+        members = find_members(self.run_id, **self._membership())
+        try:
+            ranks = self.journal.ranks(self.run_id)
+        except Exception:
+            log.exception("run %s: could not read its ranks", self.run_id)
+            ranks = []
+        reports = read_reports(ranks_dir(self.record.run_dir))
+        return self.sampler.take(members, now, ranks, reports)
 
     def _forward(self, sig: int) -> None:
         """Pass a signal on the way a terminal would: SIGINT to the child's process group (the

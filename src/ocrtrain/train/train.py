@@ -19,7 +19,7 @@ from typing import Any
 
 from ocrtrain.hydra_checks import folder_name_problem
 from ocrtrain.procman import RANKS_OUTPUT_DIR_ENV as RANKS_OUTPUT_DIR
-from ocrtrain.procman import RUN_DIR_ENV, UsageError
+from ocrtrain.procman import RUN_DIR_ENV, UsageError, ranks_dir
 from ocrtrain.train.errors import CheckpointError, ConfigError, NothingToTrain, RunFailed
 from ocrtrain.train.run_folders import latest_checkpoint, point_latest
 
@@ -258,7 +258,7 @@ def _build_callbacks(cfg: Any, place: _Place, bar: bool, metrics_path: Path) -> 
     if place.shape is not None:
         from ocrtrain.dist import progress
 
-        folder = progress.ranks_dir()
+        folder = ranks_dir()
         if folder is not None:  # a supervised rank: its agent and `ocrtrain ps` read this
             report = progress.ProgressFile(folder, place.shape, float(cfg.dist.timeout_s))
             callbacks.append(JobProgress(report))

@@ -333,22 +333,54 @@ def run_metrics(
 @router.get("/{run_id}/resources", summary="The run's CPU, memory and GPU memory over time")
 def run_resources(request: Request, run_id: str) -> dict[str, Any]:
     """The supervisor's resource samples of the run's processes, oldest first: `time`,
-    `processes`, `cpu_percent` (of one core), `rss_mib`, `gpu_mib` (null without a GPU)."""
+    `processes`, `cpu_percent` (of one core), `rss_mib`, `gpu_mib` (null without a GPU); and,
+    for a node of a distributed job, `ranks`: each rank's samples (the rank and its workers),
+    with its network traffic (`net_sent_mib`, `net_recv_mib`) and the `step` it was at."""
     ctx = get_ctx(request)
     rec = find_run(ctx, run_id)
-    mib = 1024 * 1024
+    samples = ctx.journal.samples(rec.id)
+    ranks: dict[int, dict[str, Any]] = {}
+    for s in samples:
+        for r in s.ranks:
+            rank = ranks.setdefault(
+                r.global_rank,
+                {
+                    "global_rank": r.global_rank,
+                    "local_rank": r.local_rank,
+                    "node_rank": r.node_rank,
+                    "samples": [],
+                },
+            )
+            rank["samples"].append(
+                {
+                    "time": s.ts,
+                    "pid": r.pid,
+                    "processes": r.n_procs,
+                    "cpu_percent": r.cpu_percent,
+                    "rss_mib": _mib(r.rss_bytes),
+                    "gpu_mib": _mib(r.gpu_bytes),
+                    "net_sent_mib": _mib(r.net_sent_bytes),
+                    "net_recv_mib": _mib(r.net_recv_bytes),
+                    "step": r.step,
+                }
+            )
     return {
         "samples": [
             {
                 "time": s.ts,
                 "processes": s.n_procs,
                 "cpu_percent": s.cpu_percent,
-                "rss_mib": round(s.rss_bytes / mib, 1),
-                "gpu_mib": None if s.gpu_bytes is None else round(s.gpu_bytes / mib, 1),
+                "rss_mib": _mib(s.rss_bytes),
+                "gpu_mib": _mib(s.gpu_bytes),
             }
-            for s in ctx.journal.samples(rec.id)
-        ]
+            for s in samples
+        ],
+        "ranks": [ranks[g] for g in sorted(ranks)],
     }
+
+
+def _mib(n: int | None) -> float | None:
+    return None if n is None else round(n / 2**20, 6)
 
 
 @router.get("/{run_id}/processes", summary="The run's live process tree")

@@ -489,6 +489,7 @@ function openRun(id) {
   Object.assign(runView, { id, run: null, stop: null, lines: 0, metrics: [], metricsOffset: 0, lastSeq: 0 });
   if (runBoard) runBoard.clear();
   if (resourceBoard) resourceBoard.clear();
+  if (rankBoard) rankBoard.clear();
   $("#log").replaceChildren();
   $("#log-hits").classList.add("hidden");
   $("#timeline").replaceChildren();
@@ -684,6 +685,15 @@ async function refreshMetrics() {
 
 let runBoard = null;
 let resourceBoard = null;
+let rankBoard = null;
+const RANK_CHARTS = {
+  cpu_percent: "CPU per rank, with its workers (% of one core)",
+  rss_mib: "RSS per rank, with its workers (MiB)",
+  gpu_mib: "GPU memory per rank (MiB)",
+  net_sent_mib: "Network sent per rank (MiB, TCP)",
+  net_recv_mib: "Network received per rank (MiB, TCP)",
+  step: "Step each rank is at",
+};
 function drawCharts() {
   if (!runBoard) runBoard = new ChartBoard($("#charts"));
   runBoard.showRun(runView.metrics, { xKey: $("#metrics-x").value, logY: $("#metrics-log").checked });
@@ -696,6 +706,13 @@ async function refreshResources() {
   if (id !== runView.id) return;
   if (!resourceBoard) resourceBoard = new ChartBoard($("#resource-charts"));
   resourceBoard.showRun(d.samples, { xKey: "time", logY: false });
+  const ranks = d.ranks || [];
+  $("#rank-resources").classList.toggle("hidden", !ranks.length);
+  if (!ranks.length) { if (rankBoard) rankBoard.clear(); return; }
+  if (!rankBoard) rankBoard = new ChartBoard($("#rank-charts"));
+  const series = ranks.map((r) => ({ label: `rank ${r.global_rank} (node ${r.node_rank}, local ${r.local_rank})`, records: r.samples }));
+  const keys = Object.keys(RANK_CHARTS).filter((k) => ranks.some((r) => r.samples.some((s) => typeof s[k] === "number")));
+  rankBoard.showRuns(series, keys, { xKey: "time", logY: false, titles: RANK_CHARTS });
 }
 $("#metrics-x").addEventListener("change", drawCharts);
 $("#metrics-log").addEventListener("change", drawCharts);

@@ -182,7 +182,7 @@ class ChartBoard {
       const tables = new Map();
       runs.forEach((r) => tables.set(r.label, seriesTables(r.records, opts.xKey, [key]).get(key)));
       const colors = (label) => colorOf(label, runs.findIndex((r) => r.label === label));
-      this.chart({ id: key, title: key }).update(tables, { ...opts, colors });
+      this.chart({ id: key, title: (opts.titles && opts.titles[key]) || key }).update(tables, { ...opts, colors });
     });
   }
 }
