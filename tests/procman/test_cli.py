@@ -102,7 +102,9 @@ def test_logs_runs_events_json() -> None:
         "--",
         sys.executable,
         "-c",
-        "import sys; print('out'); print('err', file=sys.stderr)",
+        # One write a line: print() under PYTHONUNBUFFERED=1 writes "out" and "\n" apart, and
+        # two pipes have no order between them, so "err\n" could land between the two.
+        "import sys; sys.stdout.write('out\\n'); sys.stderr.write('err\\n')",
     )
     assert out.returncode == 0
     assert out.stdout == "out\n" and out.stderr == "err\n"  # streams kept apart without a tty
