@@ -128,3 +128,43 @@ def test_a_launchers_rank_is_told_from_its_workers_by_its_variables() -> None:
 def children_of(pid: int) -> list[str]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return f.read().split()
+
+
+AGENT = """
+import os, subprocess, sys, time
+rank = subprocess.Popen([sys.executable, "-c", sys.argv[1]],
+                        env={**os.environ, "RANK": "2", "LOCAL_RANK": "0", "GROUP_RANK": "1"})
+time.sleep(60)
+"""
+
+
+def test_under_srun_the_ranks_a_launcher_started_are_the_ranks_not_the_task() -> None:
+    """srun runs one torchrun agent per node (SLURM_PROCID=1): its ranks inherit srun's
+    variables and add torchrun's; the agent is no rank, the rank's worker neither."""
+    env = {**os.environ, "SLURM_PROCID": "1", "SLURM_LOCALID": "0", "SLURM_NODEID": "1"}
+    rank_script = (
+        "import os, time\n"
+        "if os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+        "print(1, flush=True)\ntime.sleep(60)\n"
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-c", AGENT, rank_script],
+        env=env,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert agent.stdout is not None and agent.stdout.readline()  # the rank's worker is up
+        (rank_pid,) = (int(p) for p in children_of(agent.pid))
+        pids = [agent.pid, rank_pid, *(int(p) for p in children_of(rank_pid))]
+        stats = {pid: st for pid in pids if (st := read_stat(pid)) is not None}
+        assert len(stats) == 3
+        found = run_ranks(stats, [])
+        assert [(r.pid, r.global_rank, r.local_rank, r.node_rank) for r in found] == [
+            (rank_pid, 2, 0, 1)
+        ]
+        # without a launcher below it, an srun task is the rank
+        assert [r.pid for r in run_ranks({agent.pid: stats[agent.pid]}, [])] == [agent.pid]
+    finally:
+        os.killpg(agent.pid, signal.SIGKILL)
+        agent.wait()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ocrtrain.procman import launcher_rank
+from ocrtrain.procman import launcher_vars
 
 SUPERVISOR = "supervisor"
 WATCHDOG = "watchdog"
@@ -38,13 +38,14 @@ class ProcInfo:
     ppid: int
     comm: str
     cmdline: tuple[str, ...]
-    rank: str | None  # the launcher's "global/local/node" rank from the environment
+    rank: str | None  # the launcher's rank variables from the environment
 
 
 def rank_of(environ: bytes | None) -> str | None:
-    """The launcher's rank ("global/local/node") in a raw environment, if it names one."""
-    place = launcher_rank(environ)
-    return None if place is None else "/".join(map(str, place))
+    """The launcher's rank variables in a raw environment, if it has any (compared with
+    the parent's: a process whose values differ was started as a rank)."""
+    values = launcher_vars(environ)
+    return None if values is None else "/".join(map(str, values))
 
 
 def classify(

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     )
     from ocrtrain.procman.handoff import current_run_id, ensure_supervised
     from ocrtrain.procman.home import ensure_home
-    from ocrtrain.procman.jobranks import launcher_rank, run_ranks
+    from ocrtrain.procman.jobranks import launcher_rank, launcher_vars, run_ranks
     from ocrtrain.procman.journal import (
         ACTIVE_STATES,
         FINAL_STATES,
@@ -98,7 +98,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "errors": ("HomeError", "OcrtrainError", "RunNotFound", "SpawnError", "UsageError"),
     "handoff": ("current_run_id", "ensure_supervised"),
     "home": ("ensure_home",),
-    "jobranks": ("launcher_rank", "run_ranks"),
+    "jobranks": ("launcher_rank", "launcher_vars", "run_ranks"),
     "journal": (
         "ACTIVE_STATES",
         "FINAL_STATES",
@@ -207,6 +207,7 @@ __all__ = [
     "env_tag",
     "is_alive",
     "launcher_rank",
+    "launcher_vars",
     "members",
     "nic_bytes",
     "parse_seconds",

@@ -16,6 +16,8 @@ from ocrtrain.procman.procfs import ProcStat, env_tag, read_environ
 _GLOBAL = (b"RANK=", b"SLURM_PROCID=")
 _LOCAL = (b"LOCAL_RANK=", b"SLURM_LOCALID=")
 _NODE = (b"GROUP_RANK=", b"NODE_RANK=", b"SLURM_NODEID=")
+_KEYS = (*_GLOBAL, *_LOCAL, *_NODE)
+_TORCH_AT = tuple(i for i, key in enumerate(_KEYS) if not key.startswith(b"SLURM_"))
 
 
 def _int_tag(environ: bytes | None, keys: tuple[bytes, ...]) -> int | None:
@@ -25,6 +27,15 @@ def _int_tag(environ: bytes | None, keys: tuple[bytes, ...]) -> int | None:
         if raw is not None and raw.isdigit():
             return int(raw)
     return None
+
+
+def launcher_vars(environ: bytes | None) -> tuple[str | None, ...] | None:
+    """Every launcher rank variable's value in a raw environment (None if it has none): a
+    process whose values differ from its parent's was started as a rank. All of them, not
+    the place they make: under srun, a torchrun agent (SLURM_PROCID=0) and its rank (RANK=0,
+    SLURM_PROCID=0 inherited) sit at the same place."""
+    values = tuple(env_tag(environ, key) for key in _KEYS)
+    return None if all(v is None for v in values[: len(_GLOBAL) + len(_LOCAL)]) else values
 
 
 def launcher_rank(environ: bytes | None) -> tuple[int | None, int | None, int | None] | None:
@@ -40,27 +51,47 @@ def run_ranks(
     environs: Mapping[int, bytes | None] | None = None,
 ) -> list[RankRecord]:
     """The live ranks among a run's `members`: those `recorded` in the journal (the same pid
-    and start), then each process a launcher started as a rank. `environs` (raw, by pid) are
-    read from /proc when not given."""
+    and start), then each process a launcher started as a rank. A process that srun's
+    variables alone make a rank is none when torchrun or Lightning started ranks below it
+    (srun ran a launcher). `environs` (raw, by pid) are read from /proc when not given."""
     out = {r.pid: r for r in recorded if r.pid in members and members[r.pid].start == r.start}
     env = dict(environs) if environs is not None else {}
 
-    def place(pid: int) -> tuple[int | None, int | None, int | None] | None:
+    def environ(pid: int) -> bytes | None:
         if pid not in env:
             env[pid] = read_environ(pid)
-        return launcher_rank(env[pid])
+        return env[pid]
 
+    started: dict[int, tuple[str | None, ...]] = {}
     for pid, st in members.items():
-        if pid in out:
-            continue
-        mine = place(pid)
-        if mine is None or (st.ppid in members and place(st.ppid) == mine):
-            continue  # no rank, or a rank's worker
-        global_rank, local_rank, node_rank = mine
-        if global_rank is None and node_rank in (None, 0):
-            global_rank = local_rank  # one node (Lightning's own launcher): local is global
-        if global_rank is None:
-            continue
-        local = local_rank if local_rank is not None else global_rank
-        out[pid] = RankRecord(pid, st.start, global_rank, local, node_rank or 0)
+        mine = launcher_vars(environ(pid))
+        if mine is not None and not (
+            st.ppid in members and launcher_vars(environ(st.ppid)) == mine
+        ):
+            started[pid] = mine  # not a rank's worker: its values are its own
+    if any(_torch_rank(v) for v in started.values()):
+        started = {pid: v for pid, v in started.items() if _torch_rank(v)}
+    for pid in started.keys() - out.keys():
+        record = _record(pid, members[pid].start, launcher_rank(environ(pid)))
+        if record is not None:
+            out[pid] = record
     return sorted(out.values(), key=lambda r: r.global_rank)
+
+
+def _torch_rank(values: tuple[str | None, ...]) -> bool:
+    """Whether torchrun's or Lightning's variables (not srun's alone) are among `values`."""
+    return any(values[i] is not None for i in _TORCH_AT)
+
+
+def _record(
+    pid: int, start: int, place: tuple[int | None, int | None, int | None] | None
+) -> RankRecord | None:
+    if place is None:
+        return None
+    global_rank, local_rank, node_rank = place
+    if global_rank is None and node_rank in (None, 0):
+        global_rank = local_rank  # one node (Lightning's own launcher): local is global
+    if global_rank is None:
+        return None
+    local = local_rank if local_rank is not None else global_rank
+    return RankRecord(pid, start, global_rank, local, node_rank or 0)
