@@ -18,7 +18,7 @@ from web_helpers import REAL_CONFIGS
 
 from ocrtrain.hydra_checks import leaves
 from ocrtrain.web import override_guard as guard
-from ocrtrain.web.hydra_form import ConfigTree, check_syntax, format_value
+from ocrtrain.web.hydra_form import ConfigTree, OverrideError, check_syntax, format_value
 
 
 def test_resume_is_auto_or_a_known_checkpoint(tmp_path: Path) -> None:
@@ -69,6 +69,31 @@ def test_outputs_stay_under_the_outputs_root(tmp_path: Path) -> None:
     ):
         with pytest.raises(guard.GuardError):
             guard.check_outputs(config, root, tmp_path)
+
+
+def test_process_counts_are_bounded() -> None:
+    """A count typed in the form forks that many processes: workers and ranks are bounded."""
+    limit = guard.process_limit()
+    ok = {"dataloaders": {"train": {"num_workers": 0}, "val": {"num_workers": limit}}}
+    guard.check_process_counts({**ok, "dist": {"nproc_per_node": 1}})
+    for config in (
+        {"dataloaders": {"train": {"num_workers": 100000}}},
+        {"dataloaders": {"test": {"num_workers": -1}}},
+        {"dataloaders": {"train": {"num_workers": 1e9}}},
+        {"dataloaders": {"train": {"num_workers": True}}},
+        {"dist": {"nproc_per_node": 0}},
+        {"dist": {"nproc_per_node": limit + 1}},
+    ):
+        with pytest.raises(guard.GuardError, match="a whole number from"):
+            guard.check_process_counts(config)
+
+
+def test_the_form_refuses_a_fork_bomb_before_anything_starts(tmp_path: Path) -> None:
+    tree = ConfigTree(REAL_CONFIGS, tmp_path)
+    with pytest.raises(OverrideError, match=r"dataloaders.train.num_workers=100000"):
+        tree.compose(["dataloaders.train.num_workers=100000"])
+    with pytest.raises(OverrideError, match=r"dataloaders.val.num_workers"):
+        tree.compose(["dataloaders.val.num_workers=1e9"])
 
 
 # -- fuzz ------------------------------------------------------------------------------------

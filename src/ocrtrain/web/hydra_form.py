@@ -189,6 +189,7 @@ class ConfigTree:
         try:
             guard.check_outputs(config, self.run_cwd / str(root), self.run_cwd)
             guard.check_resume(config, self.run_cwd, self.checkpoint_dirs)
+            guard.check_process_counts(config)
         except guard.GuardError as exc:
             raise OverrideError(str(exc)) from None
         problem = choice_problem(config)

@@ -11,6 +11,7 @@ the composed config already has. Written paths stay under the outputs root, and 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +218,37 @@ def check_outputs(config: Mapping[str, Any], root: Path, cwd: Path) -> None:
         path = (cwd / Path(local).expanduser()).resolve()
         if not _inside(path, root):
             raise GuardError(f"{key}={value}: outside the outputs root {root}")
+
+
+def process_limit() -> int:
+    """The most processes of one kind (a loader's workers, a node's ranks) a UI run may ask
+    for: four per core this server may use, and at least 16."""
+    return max(16, 4 * len(os.sched_getaffinity(0)))
+
+
+def check_process_counts(config: Mapping[str, Any]) -> None:
+    """Each DataLoader's `num_workers` and `dist.nproc_per_node` of the resolved `config` is
+    a whole number from 0 (1 for ranks) to `process_limit()`: a number typed in a form must
+    not fork a process per unit of it.
+
+    Raises:
+        GuardError: the first count out of range, named.
+    """
+    limit = process_limit()
+    counts: list[tuple[str, Any, int]] = []
+    loaders = config.get("dataloaders")
+    if isinstance(loaders, dict):
+        for split, opts in loaders.items():
+            if isinstance(opts, dict) and "num_workers" in opts:
+                counts.append((f"dataloaders.{split}.num_workers", opts["num_workers"], 0))
+    dist = config.get("dist")
+    if isinstance(dist, dict) and "nproc_per_node" in dist:
+        counts.append(("dist.nproc_per_node", dist["nproc_per_node"], 1))
+    for key, value, low in counts:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= limit:
+            raise GuardError(
+                f"{key}={value!r}: a whole number from {low} to {limit} (4 per core) here"
+            )
 
 
 def check_resume(config: Mapping[str, Any], cwd: Path, known: Callable[[], Iterable[Path]]) -> None:
