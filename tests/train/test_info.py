@@ -35,6 +35,19 @@ def test_help_lists_the_config_groups_and_starts_no_run(entry: list[str], ocrtra
 
 
 @pytest.mark.parametrize("entry", [RUNNER, CLI_TRAIN], ids=["runner", "cli"])
+def test_help_read_in_part_is_no_error(entry: list[str]) -> None:
+    """`--help | head -1`: the reader leaves early (here before the first byte); no
+    traceback, exit 0."""
+    proc = subprocess.Popen(
+        [*entry, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err, err
+
+
+@pytest.mark.parametrize("entry", [RUNNER, CLI_TRAIN], ids=["runner", "cli"])
 def test_cfg_job_prints_the_composed_config(entry: list[str], ocrtrain_home: Path):
     res = _run([*entry, "--cfg", "job", "debug=smoke", "trainer.max_epochs=3"])
     assert res.returncode == 0, res.stderr

@@ -8,6 +8,7 @@ usage error naming it (Hydra's own parser would report a lexer error instead).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -66,7 +67,7 @@ def answer_without_training(argv: Sequence[str], prog: str) -> int | None:
     args = [a for a in argv if a != "--"]
     try:
         if any(a in ("-h", "--help") for a in args):
-            print(help_text(prog))
+            _print(help_text(prog) + "\n")
             return 0
         cfg_at = next((i for i, a in enumerate(args) if a in CFG_FLAGS), None)
         if cfg_at is not None:
@@ -79,13 +80,22 @@ def answer_without_training(argv: Sequence[str], prog: str) -> int | None:
 
             from ocrtrain.train.config import compose
 
-            print(OmegaConf.to_yaml(compose(overrides)), end="")
+            _print(OmegaConf.to_yaml(compose(overrides)))
             return 0
         _refuse_options(args)
     except ConfigError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
     return None
+
+
+def _print(text: str) -> None:
+    """Print `text`; a reader that left early (`| head`) wanted no more, which is no error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush too
 
 
 def _refuse_options(args: Sequence[str]) -> None:
