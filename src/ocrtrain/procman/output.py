@@ -284,13 +284,10 @@ class PipeMover:
     small move it waits BATCH_S so that a trickle of lines moves in one go.
     """
 
-    def __init__(
-        self, fd: int, copy: TerminalCopy | None, logfile: LogFile, lock: threading.Lock, name: str
-    ) -> None:
+    def __init__(self, fd: int, copy: TerminalCopy | None, logfile: LogFile, name: str) -> None:
         self.fd = fd
         self.copy = copy
         self._log = logfile
-        self._lock = lock  # one move at a time into the shared log
         os.set_blocking(fd, True)
         self._size = set_pipe_size(fd, CHILD_PIPE_BYTES)
         self._thread = threading.Thread(target=self._run, name=f"ocrtrain-{name}", daemon=True)
@@ -302,8 +299,7 @@ class PipeMover:
         probe_r, probe_w = os.pipe()
         try:
             while self._wait(probe_r, probe_w):
-                with self._lock:
-                    moved = self._move()
+                moved = self._move()  # the log takes one write or splice at a time
                 if moved < self._size // 4:
                     time.sleep(BATCH_S)
         except OSError as exc:
@@ -329,8 +325,7 @@ class PipeMover:
 
     def _read_to_end(self) -> None:
         while data := os.read(self.fd, READ_CHUNK):
-            with self._lock:
-                self._log.write(data)
+            self._log.write(data)
             if self.copy is not None:
                 self.copy.write(data)
 
@@ -351,7 +346,6 @@ class RunOutput:
         self._polled: dict[int, TerminalCopy | None] = {}
         self._movers: list[PipeMover] = []
         self._copies: list[TerminalCopy] = []
-        self._lock = threading.Lock()
 
     def copy_to(self, fd: int | None, name: str) -> TerminalCopy | None:
         """A terminal copy to `fd`, or None when there is no such destination."""
@@ -368,7 +362,7 @@ class RunOutput:
         if copy is not None:
             self._copies.append(copy)
         if pipe and can_splice():
-            self._movers.append(PipeMover(fd, copy, self.log, self._lock, name))
+            self._movers.append(PipeMover(fd, copy, self.log, name))
             return False
         os.set_blocking(fd, False)
         self._polled[fd] = copy

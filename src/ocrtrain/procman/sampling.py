@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ocrtrain.procman import procfs
 from ocrtrain.procman.jobranks import run_ranks
 from ocrtrain.procman.journal import RankRecord, RankSample, SampleRecord
 from ocrtrain.procman.netbytes import NetBytes, process_bytes
-from ocrtrain.procman.rankreports import RankReport
+from ocrtrain.procman.rankreports import read_reports
 from ocrtrain.procman.resources import gpu_memory_by_pid
 from ocrtrain.procman.spec import RunSpec
 
@@ -53,11 +54,11 @@ class Sampler:
         members: dict[int, procfs.ProcStat],
         now: float,
         ranks: Sequence[RankRecord] = (),
-        reports: Mapping[int, RankReport] | None = None,
+        reports_dir: Path | None = None,
     ) -> SampleRecord:
         """A sample of `members`, and of each of their ranks (the rank and its descendants:
-        those `ranks` recorded, and those a launcher started), with the step its report (by
-        pid) names."""
+        those `ranks` recorded, and those a launcher started), with the step its report in
+        `reports_dir` (by pid) names; the reports are read only when there are ranks."""
         wall = now - self.last_ts if self.last_ts else 0.0
         self.last_ts = now
         ticks = {(st.pid, st.start): st.utime + st.stime for st in members.values()}
@@ -77,11 +78,12 @@ class Sampler:
         cpu, rss, gpu_bytes = usage(list(members.values()))
         per_rank = _rank_members(members, ranks)
         net = _net_bytes([pid for stats in per_rank.values() for pid in stats])
+        reports = read_reports(reports_dir) if per_rank else {}
         samples = []
         for rank, stats in per_rank.items():
             r_cpu, r_rss, r_gpu = usage(list(stats.values()))
             traffic = [net[pid] for pid in stats if pid in net] if net is not None else None
-            report = (reports or {}).get(rank.pid)
+            report = reports.get(rank.pid)
             samples.append(
                 RankSample(
                     global_rank=rank.global_rank,

@@ -41,7 +41,7 @@ from ocrtrain.procman.journal import (
 from ocrtrain.procman.leftovers import remove_run_leftovers
 from ocrtrain.procman.lifeline import become_subreaper, set_parent_death_signal
 from ocrtrain.procman.output import LogFile, RunOutput
-from ocrtrain.procman.rankreports import ranks_dir, read_reports
+from ocrtrain.procman.rankreports import ranks_dir
 from ocrtrain.procman.sampling import Sampler, memory_breach, timeout_breach
 from ocrtrain.procman.signal_inbox import SignalInbox
 from ocrtrain.procman.spawn import BACKGROUND_TTY, MainChild, exit_status, start_child
@@ -391,8 +391,7 @@ class Supervisor:
         except Exception:
             log.exception("run %s: could not read its ranks", self.run_id)
             ranks = []
-        reports = read_reports(ranks_dir(self.record.run_dir))
-        return self.sampler.take(members, now, ranks, reports)
+        return self.sampler.take(members, now, ranks, ranks_dir(self.record.run_dir))
 
     def _forward(self, sig: int) -> None:
         """Pass a signal on the way a terminal would: SIGINT to the child's process group (the
