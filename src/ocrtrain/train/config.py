@@ -47,7 +47,8 @@ def config_dir() -> Path:
     )
 
 
-def _cpus() -> int:
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity), as `${ocr.cpus:}` counts them."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -75,9 +76,9 @@ def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("ocr.cpu_precision", cpu_precision, replace=True)
-    OmegaConf.register_new_resolver("ocr.cpus", _cpus, replace=True)
+    OmegaConf.register_new_resolver("ocr.cpus", usable_cpus, replace=True)
     OmegaConf.register_new_resolver(
-        "ocr.cpus_minus", lambda n: max(1, _cpus() - int(n)), replace=True
+        "ocr.cpus_minus", lambda n: max(1, usable_cpus() - int(n)), replace=True
     )
 
 

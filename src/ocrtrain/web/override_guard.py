@@ -11,13 +11,13 @@ the composed config already has. Written paths stay under the outputs root, and 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ocrtrain.hydra_checks import folder_name_problem, is_hydra_setting, type_ok
+from ocrtrain.train.config import usable_cpus
 
 # Written paths: every leaf of `paths`, and these leaves of any callback.
 OUTPUT_KEYS = ("dirpath", "path")
@@ -223,7 +223,7 @@ def check_outputs(config: Mapping[str, Any], root: Path, cwd: Path) -> None:
 def process_limit() -> int:
     """The most processes of one kind (a loader's workers, a node's ranks) a UI run may ask
     for: four per core this server may use, and at least 16."""
-    return max(16, 4 * len(os.sched_getaffinity(0)))
+    return max(16, 4 * usable_cpus())
 
 
 def check_process_counts(config: Mapping[str, Any]) -> None:
