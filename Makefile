@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
+# Families no recipe trains on (data.held_out_families), drawn by bench/unseen_engine.py; with
+# Pango and cairo, which it draws with.
+HELD_OUT_FONT_PACKAGES := fonts-roboto-unhinted fonts-lato fonts-inter fonts-firacode \
+  fonts-crosextra-carlito fonts-paratype fonts-noto-mono fonts-cantarell fonts-ocr-b \
+  libpangocairo-1.0-0
 # Fonts are optional: training and tests work with Pillow's bundled font alone. More font
 # families make a model that reads unseen fonts better (configs/data/synth_receipts.yaml).
 FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-urw-base35 \
@@ -28,11 +33,6 @@ FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-urw
   fonts-dosis fonts-quicksand fonts-mononoki fonts-fantasque-sans fonts-comfortaa fonts-karla \
   fonts-clear-sans fonts-averia-gwf \
   $(HELD_OUT_FONT_PACKAGES)
-# Families no recipe trains on (data.held_out_families), drawn by bench/unseen_engine.py; with
-# Pango and cairo, which it draws with.
-HELD_OUT_FONT_PACKAGES := fonts-roboto-unhinted fonts-lato fonts-inter fonts-firacode \
-  fonts-crosextra-carlito fonts-paratype fonts-noto-mono fonts-cantarell fonts-ocr-b \
-  libpangocairo-1.0-0
 fonts:
 	@missing=$$(for p in $(FONT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
