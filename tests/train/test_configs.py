@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ocrtrain.train.config import GROUPS, compose, config_dir, cpu_precision
+from ocrtrain.train.config import GROUPS, compose, config_dir
 from ocrtrain.train.data.export import write_synth_folder
 from ocrtrain.train.errors import ConfigError
 from ocrtrain.train.loggers import build_loggers
+from ocrtrain.train.precision import CACHE_NAME, StepTimes, cpu_precision
 from ocrtrain.train.train import build
 
 GROUP_OPTIONS = [
@@ -111,14 +113,31 @@ def test_float_keys_accept_ints() -> None:
     assert compose(["model.lr=1"]).model.lr == 1
 
 
-def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(tmp_path: Path) -> None:
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
-    assert cpu_precision(str(info)) == "bf16-mixed"
-    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
-    assert cpu_precision(str(info)) == "32-true"
-    assert cpu_precision(str(tmp_path / "missing")) == "32-true"
-    assert compose([]).trainer.precision == cpu_precision()
+def test_auto_precision_is_float32_without_bf16_and_measured_once_with_it(tmp_path: Path) -> None:
+    info, home = tmp_path / "cpuinfo", tmp_path / "home"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_precision(info, home) == "32-true"
+    assert not (home / CACHE_NAME).exists()  # no bfloat16 flag: nothing to measure
+    assert cpu_precision(tmp_path / "missing", home) == "32-true"
+
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx512f avx512_bf16\n")
+    first = cpu_precision(info, home)
+    assert first in ("bf16-mixed", "32-true")
+    cache = json.loads((home / CACHE_NAME).read_text())
+    ((key, entry),) = cache.items()
+    assert key.startswith("Test CPU | torch ")
+    assert entry["precision"] == first and entry["fp32_ms"] > 0 and entry["bf16_ms"] > 0
+    # Later runs read the kept answer instead of measuring again.
+    entry["precision"] = "32-true" if first == "bf16-mixed" else "bf16-mixed"
+    (home / CACHE_NAME).write_text(json.dumps(cache))
+    assert cpu_precision(info, home) == entry["precision"]
+    assert compose([]).trainer.precision == "auto"
+
+
+def test_bfloat16_is_chosen_only_when_clearly_faster() -> None:
+    assert StepTimes(fp32_ms=100.0, bf16_ms=60.0).choice == "bf16-mixed"
+    assert StepTimes(fp32_ms=100.0, bf16_ms=95.0).choice == "32-true"
+    assert StepTimes(fp32_ms=100.0, bf16_ms=140.0).choice == "32-true"
 
 
 def test_no_held_out_family_or_clone_is_trained_on() -> None:

@@ -1,6 +1,6 @@
 """Join a job that torchrun or srun launched, and make its ranks one run.
 
-Every rank composes the config itself, and `${now:}`, `${ocr.cpu_precision:}`,
+Every rank composes the config itself, and `${now:}`, `trainer.precision: auto`,
 `${ocr.cpus_minus:1}` and `resume=auto` would come out differently per machine: global rank
 0 decides them and the others take its decisions (a small JSON document broadcast over the
 process group: data, never pickled objects). Every rank then proves it sees rank 0's

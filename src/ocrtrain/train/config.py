@@ -55,27 +55,10 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_precision(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """`bf16-mixed` where the CPU computes bfloat16 natively (AVX512-BF16 or AMX), else
-    `32-true`: mixed bfloat16 trains ~1.7x faster there, and far slower where it is emulated.
-    """
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return "32-true"
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.partition(":")[2].split())
-            return "bf16-mixed" if flags & {"avx512_bf16", "amx_bf16"} else "32-true"
-    return "32-true"
-
-
 def register_resolvers() -> None:
-    """`${ocr.cpus:}`: the cores this process may use; `${ocr.cpus_minus:1}` leaves some;
-    `${ocr.cpu_precision:}`: the fastest training precision this CPU computes natively."""
+    """`${ocr.cpus:}`: the cores this process may use; `${ocr.cpus_minus:1}` leaves some."""
     from omegaconf import OmegaConf
 
-    OmegaConf.register_new_resolver("ocr.cpu_precision", cpu_precision, replace=True)
     OmegaConf.register_new_resolver("ocr.cpus", usable_cpus, replace=True)
     OmegaConf.register_new_resolver(
         "ocr.cpus_minus", lambda n: max(1, usable_cpus() - int(n)), replace=True

@@ -209,6 +209,10 @@ def _place_run(cfg: Any) -> _Place:
         ckpt_dir = output_dir / ckpt_dir.relative_to(composed_dir)
     experiment_dir = Path(cfg.paths.experiment_dir).resolve()
     ckpt_path = _resume_path(cfg, experiment_dir) if shape is None or rank_zero else None
+    if shape is None or rank_zero:  # the others take rank 0's precision (job.agree)
+        from ocrtrain.train.precision import resolve
+
+        cfg.trainer.precision = resolve(str(cfg.trainer.precision))
     if shape is not None:  # ranks of torchrun or srun: one job, rank 0's decisions
         from ocrtrain.dist import job
 
