@@ -125,7 +125,7 @@ def test_auto_precision_is_float32_without_bf16_and_measured_once_with_it(tmp_pa
     assert first in ("bf16-mixed", "32-true")
     cache = json.loads((home / CACHE_NAME).read_text())
     ((key, entry),) = cache.items()
-    assert key.startswith("Test CPU | torch ")
+    assert key.startswith("Test CPU | flags ") and " | torch " in key
     assert entry["precision"] == first and entry["fp32_ms"] > 0 and entry["bf16_ms"] > 0
     # Later runs read the kept answer instead of measuring again.
     entry["precision"] = "32-true" if first == "bf16-mixed" else "bf16-mixed"

@@ -4,12 +4,13 @@ A bfloat16 flag (AVX512-BF16, AMX) says that the CPU can compute in bfloat16, no
 oneDNN makes this model faster with it: on an AMD EPYC with AVX512-BF16 a mixed bfloat16 step
 took ~0.6x the float32 one, on an Intel Xeon with the same flag ~1.4x. So where the flag is
 present, a short probe decides: a step of a small CRNN, both ways, on one thread. The answer
-is kept per CPU model and torch version in `$OCRTRAIN_HOME/cpu-precision.json`, so a machine
+is kept per CPU model, flags and torch version in `$OCRTRAIN_HOME/cpu-precision.json`, so a machine
 pays for the probe (~1 s) once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import statistics
@@ -104,9 +105,12 @@ def probe_step_times(rounds: int = 6) -> StepTimes:
 
 
 def _cache_key(cpu: CpuInfo) -> str:
+    """The CPU model, its flags (virtual machines often name every generation alike) and the
+    torch version."""
     from importlib.metadata import version
 
-    return f"{cpu.model or 'unknown CPU'} | torch {version('torch')}"
+    flags = hashlib.sha256(" ".join(sorted(cpu.flags)).encode()).hexdigest()[:12]
+    return f"{cpu.model or 'unknown CPU'} | flags {flags} | torch {version('torch')}"
 
 
 def _read_cache(path: Path) -> dict[str, dict[str, object]]:
