@@ -13,7 +13,7 @@ from ocrtrain.train.config import GROUPS, compose, config_dir
 from ocrtrain.train.data.export import write_synth_folder
 from ocrtrain.train.errors import ConfigError
 from ocrtrain.train.loggers import build_loggers
-from ocrtrain.train.precision import CACHE_NAME, StepTimes, cpu_precision
+from ocrtrain.train.precision import CACHE_NAME, StepTimes, cpu_precision, resolve
 from ocrtrain.train.train import build
 
 GROUP_OPTIONS = [
@@ -37,7 +37,9 @@ def test_every_group_option_composes_and_instantiates(
     model = instantiate(cfg.model, _convert_="all")
     assert model.charset.num_classes == dm.charset.num_classes == 96
     callbacks = [instantiate(c, _convert_="all") for c in cfg.callbacks.values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    # `auto` is the trainer's to resolve (measured on this CPU) before Lightning sees it.
+    precision = resolve(str(cfg.trainer.precision))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False, precision=precision)
     assert trainer.max_epochs == cfg.trainer.max_epochs
     for split in ("train", "val", "test"):
         assert split in dm.datasets
