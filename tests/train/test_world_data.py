@@ -157,7 +157,7 @@ def _train_and_read_runs() -> None:
     charset = Charset(chars + " ")
     fonts = _installed(["DejaVuSans.ttf", "LiberationSansNarrow-Regular.ttf", "Go-Regular.ttf"])
     fonts = fonts or [BUNDLED]
-    net_cfg = {**MODEL_CFG["net"], "channels": [8, 16, 32, 32], "hidden": 32}
+    net_cfg = {**MODEL_CFG["net"], "channels": [16, 32, 32, 48], "hidden": 64}
     model = CRNN(charset.num_classes, **net_cfg)
     steps = 800
     opt = torch.optim.AdamW(model.parameters(), lr=4e-3)
