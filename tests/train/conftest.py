@@ -18,6 +18,26 @@ RUNNER = REPO / "runners" / "train.py"
 SMOKE = ["debug=smoke", "dataloaders.train.num_workers=2", "dataloaders.val.num_workers=1"]
 
 
+def save_tiny_checkpoint(path: Path, **extra: object) -> Path:
+    """A checkpoint of a tiny untrained recognizer in this project's format, plus `extra` keys."""
+    import torch
+
+    from ocrtrain.train.checkpoint_format import FORMAT_VERSION, MODEL_KIND
+    from ocrtrain.train.lit_module import OCRLitModule
+
+    model = OCRLitModule(net={"channels": [4, 4, 4, 4], "hidden": 4, "lstm_layers": 1})
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "ocrtrain": {"kind": MODEL_KIND, "version": FORMAT_VERSION},
+            **extra,
+        },
+        path,
+    )
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _train_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Own `$OCRTRAIN_HOME` (the top-level conftest sets one too) and no supervisor bypass."""

@@ -16,7 +16,7 @@ from ocrtrain.train.checkpoint_format import FORMAT_VERSION, MODEL_KIND, read_ch
 from ocrtrain.train.checkpoint_io import AtomicCheckpointIO, safe_load
 from ocrtrain.train.errors import CheckpointError
 from ocrtrain.train.lit_module import OCRLitModule
-from train.conftest import SMOKE
+from train.conftest import SMOKE, save_tiny_checkpoint
 
 CLI = [sys.executable, "-m", "ocrtrain"]
 
@@ -34,17 +34,7 @@ class _CreatesFile:
 def _crafted(tmp_path: Path) -> tuple[Path, Path]:
     """A checkpoint shaped like ours (so only the payload can be refused) and its marker."""
     marker = tmp_path / "pwned"
-    path = tmp_path / "evil.ckpt"
-    model = OCRLitModule(net={"channels": [4, 4, 4, 4], "hidden": 4, "lstm_layers": 1})
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "hyper_parameters": dict(model.hparams),
-            "ocrtrain": {"kind": MODEL_KIND, "version": FORMAT_VERSION},
-            "payload": _CreatesFile(marker),
-        },
-        path,
-    )
+    path = save_tiny_checkpoint(tmp_path / "evil.ckpt", payload=_CreatesFile(marker))
     return path, marker
 
 

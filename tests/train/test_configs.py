@@ -21,9 +21,15 @@ GROUP_OPTIONS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def precision_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `cpu-precision.json` for the module: `auto` is measured once, not per case."""
+    return tmp_path_factory.mktemp("precision-home")
+
+
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_every_group_option_composes_and_instantiates(
-    group: str, option: str, tmp_path: Path
+    group: str, option: str, tmp_path: Path, precision_home: Path
 ) -> None:
     extra = []
     if (group, option) == ("data", "folder"):  # a labels.tsv folder is its one required key
@@ -38,7 +44,7 @@ def test_every_group_option_composes_and_instantiates(
     assert model.charset.num_classes == dm.charset.num_classes == 96
     callbacks = [instantiate(c, _convert_="all") for c in cfg.callbacks.values()]
     # `auto` is the trainer's to resolve (measured on this CPU) before Lightning sees it.
-    precision = resolve(str(cfg.trainer.precision))
+    precision = resolve(str(cfg.trainer.precision), precision_home)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False, precision=precision)
     assert trainer.max_epochs == cfg.trainer.max_epochs
     for split in ("train", "val", "test"):

@@ -10,27 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from helpers import REPO
-from ocrtrain.train.checkpoint_format import FORMAT_VERSION, MODEL_KIND
 from ocrtrain.train.data.folder import read_labels
-from ocrtrain.train.lit_module import OCRLitModule
+from train.conftest import save_tiny_checkpoint
 
 BENCH = REPO / "bench" / "unseen_engine.py"
-
-
-def _tiny_checkpoint(path: Path) -> Path:
-    model = OCRLitModule(net={"channels": [4, 4, 4, 4], "hidden": 4, "lstm_layers": 1})
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "hyper_parameters": dict(model.hparams),
-            "ocrtrain": {"kind": MODEL_KIND, "version": FORMAT_VERSION},
-        },
-        path,
-    )
-    return path
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +26,7 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_benchmark_draws_scores_and_keeps_its_sets(tmp_path: Path) -> None:
     pytest.importorskip("pangocairocffi", reason="Pango bindings come with .[bench]")
-    ckpt = _tiny_checkpoint(tmp_path / "tiny.ckpt")
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.ckpt")
     out = tmp_path / "sets"
     done = _bench("--ckpt", str(ckpt), "--n", "4", "--no-tesseract", "--json", "--out", str(out))
     if done.returncode == 1 and "held-out families" in done.stderr:

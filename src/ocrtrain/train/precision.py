@@ -2,7 +2,7 @@
 
 A bfloat16 flag (AVX512-BF16, AMX) says that the CPU can compute in bfloat16, not that
 oneDNN makes this model faster with it: on an AMD EPYC with AVX512-BF16 a mixed bfloat16 step
-took ~0.6x the float32 one, on an Intel Xeon with the same flag ~1.4x. So where the flag is
+took ~0.6x the float32 one, on an Intel Xeon with the same flag ~1.3-1.4x. So where the flag is
 present, a short probe decides: a step of a small CRNN, both ways, on one thread. The answer
 is kept per CPU model, flags and torch version in `$OCRTRAIN_HOME/cpu-precision.json`, so a machine
 pays for the probe (~1 s) once.
@@ -129,13 +129,13 @@ def cpu_precision(cpuinfo: str | Path = "/proc/cpuinfo", home: Path | None = Non
         return FP32
     cache = ensure_home(home) / CACHE_NAME
     key = _cache_key(cpu)
-    known = _read_cache(cache).get(key)
+    entries = _read_cache(cache)
+    known = entries.get(key)
     if isinstance(known, dict) and known.get("precision") in (BF16, FP32):
         return str(known["precision"])
     from ocrtrain.train.checkpoint_io import atomic_write
 
     times = probe_step_times()
-    entries = _read_cache(cache)
     entries[key] = {"precision": times.choice, "fp32_ms": times.fp32_ms, "bf16_ms": times.bf16_ms}
     atomic_write(cache, (json.dumps(entries, indent=1) + "\n").encode())
     log.info(
@@ -149,6 +149,7 @@ def cpu_precision(cpuinfo: str | Path = "/proc/cpuinfo", home: Path | None = Non
     return times.choice
 
 
-def resolve(precision: str) -> str:
-    """The precision to give Lightning: `auto` measured on this CPU, anything else as is."""
-    return cpu_precision() if str(precision) == AUTO else str(precision)
+def resolve(precision: str, home: Path | None = None) -> str:
+    """The precision to give Lightning: `auto` measured on this CPU (kept in `home`, by default
+    `$OCRTRAIN_HOME`), anything else as is."""
+    return cpu_precision(home=home) if str(precision) == AUTO else str(precision)

@@ -208,10 +208,11 @@ def _place_run(cfg: Any) -> _Place:
     if ckpt_dir.is_relative_to(composed_dir):  # the run's own, in rank 0's folder
         ckpt_dir = output_dir / ckpt_dir.relative_to(composed_dir)
     experiment_dir = Path(cfg.paths.experiment_dir).resolve()
-    ckpt_path = _resume_path(cfg, experiment_dir) if shape is None or rank_zero else None
-    if shape is None or rank_zero:  # the others take rank 0's precision (job.agree)
+    ckpt_path = None
+    if shape is None or rank_zero:  # the other ranks take rank 0's decisions (job.agree)
         from ocrtrain.train.precision import resolve
 
+        ckpt_path = _resume_path(cfg, experiment_dir)
         cfg.trainer.precision = resolve(str(cfg.trainer.precision))
     if shape is not None:  # ranks of torchrun or srun: one job, rank 0's decisions
         from ocrtrain.dist import job
