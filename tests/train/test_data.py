@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ocrtrain.train.data.charset import PRINTABLE_ASCII, Charset
 from ocrtrain.train.data.datamodule import KeptSamples, OCRDataModule
@@ -77,6 +77,31 @@ def test_trim_margins_cuts_wide_paper_margins_and_keeps_all_ink() -> None:
 
         dark = paper - 60
         assert (np.asarray(out) < dark).sum() == (np.asarray(padded) < dark).sum() > 0, i
+
+
+def _framed_line(text: str, px: int) -> Image.Image:
+    """`text` as a line-segmenting tool crops it: the font's full line height, a small margin."""
+    font = ImageFont.load_default(size=px)
+    ascent, descent = font.getmetrics()
+    img = Image.new("L", (round(font.getlength(text)) + px, ascent + descent + px // 2), 240)
+    ImageDraw.Draw(img).text((px // 2, px // 4), text, font=font, fill=20)
+    return img
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["=" * 24, ":" * 16 + " 61", "~" * 20, "_" * 20 + " Total", "." * 30, "======= END ======="],
+)
+@pytest.mark.parametrize("px", [11, 17, 19, 28])
+def test_trim_margins_leaves_rules_and_their_thin_strokes_whole(text: str, px: int) -> None:
+    """A rule alone on its line has no stem to tell its scale: cut to its ink, `=====` would
+    be resized into giant bars. In small lines its strokes are 1 px thin, and a cut beside
+    them must not drop them (`======= END =======` read as `END`)."""
+    img = _framed_line(text, px)
+    out = trim_margins(img)
+    assert (np.asarray(out) < 128).sum() == (np.asarray(img) < 128).sum()
+    if not any(c.isalnum() for c in text):
+        assert out.size == img.size
 
 
 def test_image_files_are_read_dark_on_light(tmp_path: Path) -> None:

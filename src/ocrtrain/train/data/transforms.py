@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
 Sample = tuple[torch.Tensor, str, list[int]]
 
@@ -73,10 +73,39 @@ def _ink_box(a: np.ndarray) -> tuple[np.ndarray, int, int, int, int] | None:
         return None
     top, bottom = int(rows[0]), int(rows[-1]) + 1
     band = mask[top:bottom]
-    cols = np.flatnonzero(band.sum(axis=0) >= 2)
+    cols = np.flatnonzero(band.any(axis=0))  # a 1 px underscore is one pixel a column
     if cols.size == 0:
         return None
     return band, top, bottom, int(cols[0]), int(cols[-1]) + 1
+
+
+def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The elementwise median of three arrays."""
+    out: np.ndarray = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    return out
+
+
+def _despeckled(a: np.ndarray) -> np.ndarray:
+    """Dark on light `a` without isolated specks, thin strokes kept: a pixel stays dark if
+    it is dark in the median of its row's 3 neighbours or in that of its column's.
+
+    A 3x3 median would also erase the 1 px strokes of small rules and underscores (`=====`
+    at 15 px), whose columns then looked like blank paper and were cut off."""
+    p = np.pad(a, 1, mode="edge")
+    across = _median3(p[1:-1, :-2], p[1:-1, 1:-1], p[1:-1, 2:])
+    down = _median3(p[:-2, 1:-1], p[1:-1, 1:-1], p[2:, 1:-1])
+    out: np.ndarray = np.minimum(across, down)
+    return out
+
+
+def _longest_vertical_runs(band: np.ndarray) -> np.ndarray:
+    """The longest unbroken vertical run of ink in each column of a boolean mask."""
+    run = np.zeros(band.shape[1], dtype=np.int32)
+    longest = np.zeros_like(run)
+    for row in band:
+        run = np.where(row, run + 1, 0)
+        np.maximum(longest, run, out=longest)
+    return longest
 
 
 def trim_margins(img: Image.Image) -> Image.Image:
@@ -88,12 +117,13 @@ def trim_margins(img: Image.Image) -> Image.Image:
     wider than any training line's (above and below: text under 40% of the height and more
     than 0.6x its height of paper on both sides; left or right: more than 1x), so tightly
     cropped lines, and lines whose ink cannot be told from speckle, are left as they are.
-    Ink: pixels well below the paper level after a 3x3 median (which drops isolated specks);
-    faint, faded ink still counts. Ink about two strokes tall (a rule `=====`, a leader
-    `.....`) is not cut to: the line would be resized into giant dashes.
+    Ink: pixels well below the paper level once isolated specks are gone (`_despeckled`);
+    faint, faded ink still counts. Ink without letters' stems (a rule `=====`, a leader
+    `.....`, `:::::` alone on a line) is not cut to: the line would be resized into giant
+    dashes.
     """
     gray = img.convert("L")
-    a = np.asarray(gray.filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
+    a = _despeckled(np.asarray(gray, dtype=np.float32))
     box = _ink_box(a)
     if box is None:
         return img
@@ -103,6 +133,8 @@ def trim_margins(img: Image.Image) -> Image.Image:
     runs = int(band[0].sum() + (band[1:] & ~band[:-1]).sum())  # vertical ink runs
     if text_h < 2.2 * band.sum() / max(runs, 1):  # ~2 strokes tall: dots, dashes, rules,
         return img  # whose margins are those of the letters they stand with: left alone
+    if (_longest_vertical_runs(band) >= 0.5 * text_h).sum() < 2:  # no stem spans the ink:
+        return img  # `=====`, `:::::`, `~~~~~` alone on a line, also left alone
     keep = round(0.5 * text_h)
     y0, y1, x0, x1 = 0, h_img, 0, w_img
     if text_h < 0.4 * h_img and min(top, h_img - bottom) > 0.6 * text_h:
