@@ -1,10 +1,11 @@
-"""Muon for matrices, AdamW for the rest: orthogonalized updates, the parameter split, and a
-state that survives a checkpoint."""
+"""Muon for matrices, AdamW for the rest: orthogonalized updates in the trainer's precision,
+the parameter split, and a state that survives a checkpoint."""
 
 from __future__ import annotations
 
 import copy
 
+import lightning
 import pytest
 import torch
 from torch import nn
@@ -14,13 +15,16 @@ from ocrtrain.train.models.crnn import CRNN
 from ocrtrain.train.optim import MuonAdamW, orthogonalize, param_groups
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("shape", [(768, 192), (192, 768), (96, 576), (192, 192), (16, 9)])
-def test_orthogonalize_approximates_the_polar_factor(shape: tuple[int, int]) -> None:
+def test_orthogonalize_approximates_the_polar_factor(
+    shape: tuple[int, int], dtype: torch.dtype
+) -> None:
     g = torch.Generator().manual_seed(0)
     # A gradient-like matrix: a few strong directions over weak noise.
     m = torch.randn(shape[0], 4, generator=g) @ torch.randn(4, shape[1], generator=g)
     m += 0.01 * torch.randn(*shape, generator=g)
-    out = orthogonalize(m)
+    out = orthogonalize(m, dtype=dtype)
     assert out.shape == m.shape and out.dtype == torch.float32
     u, _, vh = torch.linalg.svd(m, full_matrices=False)
     # The strong directions move at the same rate (singular values near 1: the quintic
@@ -97,3 +101,21 @@ def test_muon_and_adamw_groups_peak_at_their_own_learning_rates() -> None:
         sched.step()
     assert [g["muon"] for g in opt.param_groups] == [True, False]
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([3e-3, 6e-3], rel=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)]
+)
+def test_muon_orthogonalizes_in_the_trainers_precision(precision: str, dtype: torch.dtype) -> None:
+    """Where precision `auto` chose float32 (bfloat16 products are slower on that CPU), the
+    orthogonalization's products are float32 too."""
+    module = OCRLitModule(
+        net={"channels": [4, 8, 8, 8], "hidden": 8, "lstm_layers": 1},
+        optimizer="muon",
+        scheduler="constant",
+    )
+    module.trainer = lightning.Trainer(
+        accelerator="cpu", precision=precision, logger=False, enable_progress_bar=False
+    )
+    opt = module.configure_optimizers()
+    assert isinstance(opt, MuonAdamW) and opt.ns_dtype == dtype

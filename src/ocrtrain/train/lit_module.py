@@ -191,7 +191,11 @@ class OCRLitModule(L.LightningModule):
             groups = param_groups(self.net, self.net.head)
             for group in groups:
                 group["lr"] = self._peak_lr(group)
-            opt = MuonAdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+            # Orthogonalize in bfloat16 only where the trainer computes in it: precision
+            # `auto` chose float32 where bfloat16 products are the slower ones.
+            bf16 = str(self.trainer.precision).startswith("bf16")
+            ns_dtype = torch.bfloat16 if bf16 else torch.float32
+            opt = MuonAdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, ns_dtype=ns_dtype)
         else:
             opt = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler != "onecycle":
