@@ -23,6 +23,7 @@ from ocrtrain.train.checkpoint_format import (
     read_checkpoint,
 )
 from ocrtrain.train.data.charset import Charset
+from ocrtrain.train.decoding import decode_batch
 from ocrtrain.train.errors import CheckpointError, ConfigError
 from ocrtrain.train.metrics import TextScore
 from ocrtrain.train.models.crnn import CRNN
@@ -107,13 +108,10 @@ class OCRLitModule(L.LightningModule):
         return logits
 
     def decode(self, logits: torch.Tensor, widths: torch.Tensor) -> list[str]:
-        """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width."""
-        best = logits.argmax(-1).t().cpu()
-        lengths = self.net.output_lengths(widths.cpu()).clamp(max=best.shape[1])
-        return [
-            self.charset.ctc_greedy(row[:n].tolist())
-            for row, n in zip(best, lengths.tolist(), strict=True)
-        ]
+        """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width, with
+        runs of joined underscores counted by their length (`decoding`)."""
+        lengths = self.net.output_lengths(widths.cpu()).clamp(max=logits.shape[0])
+        return decode_batch(logits, lengths.tolist(), self.charset, self.net.frames_per_column)
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         log_probs = logits.float().log_softmax(-1)  # the CTC loss in float32, also under bf16

@@ -1,0 +1,129 @@
+"""Greedy CTC decoding, with runs of joined underscores counted by their length.
+
+A run of underscores is one unbroken stroke in most fonts: nothing in the image marks where
+one ends and the next begins. The model places its emissions from glyph edges, so for a
+leader of twelve it emits two or three, and between them its probability of `_` stays
+raised, below the blank's. Such a run is recounted as its extent (the frames where `_` stays
+likely) over the line's own glyph advance, measured between neighbouring digits, as in the
+price that ends a leader (`Ham & Cheese ________ 3.59`); digits and underscores have about
+the same advance in most fonts. A run whose emissions are already about one advance apart
+keeps its count, and so does any run on a line without two neighbouring digits.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import torch
+
+from ocrtrain.train.data.charset import Charset
+
+JOINED = "_"
+# A frame stays inside a run while its column's probability of `_` is at least this.
+LIKELY = 0.05
+# A run is recounted when two of its emissions (or an emission and the run's end) are more
+# than this many advances apart: the model skipped glyphs there.
+SKIPPED = 1.5
+_DIGITS = "0123456789"
+
+
+@dataclass(frozen=True)
+class Emission:
+    """One character of a greedy CTC path: its label and its first and last frame."""
+
+    label: int
+    first: int
+    last: int
+
+    @property
+    def center(self) -> float:
+        return (self.first + self.last) / 2
+
+
+def emissions(best: Sequence[int], blank: int = Charset.blank) -> list[Emission]:
+    """The characters of a greedy path (repeats collapsed, blanks dropped) with their frames."""
+    out: list[Emission] = []
+    prev = blank
+    for t, label in enumerate(best):
+        if label != blank and label == prev:
+            out[-1] = Emission(label, out[-1].first, t)
+        elif label != blank:
+            out.append(Emission(label, t, t))
+        prev = label
+    return out
+
+
+def digit_advance(found: Sequence[Emission], charset: Charset) -> float | None:
+    """Frames from one digit to the next, the median over the line's neighbouring digits."""
+    digits = {i + 1 for i, c in enumerate(charset.chars) if c in _DIGITS}  # ids start at 1
+    steps = [
+        b.center - a.center for a, b in pairwise(found) if a.label in digits and b.label in digits
+    ]
+    return statistics.median(steps) if steps else None
+
+
+def decode_batch(
+    logits: torch.Tensor, lengths: Sequence[int], charset: Charset, frames_per_column: int = 1
+) -> list[str]:
+    """The texts of (T, B, C) logits, line b cut at its `lengths[b]` frames."""
+    best = logits.detach().argmax(-1).t().cpu()
+    joined = charset.encode(JOINED)[0] if JOINED in charset.chars else None
+    texts = []
+    for b, n in enumerate(lengths):
+        path: list[int] = best[b, :n].tolist()
+        if joined is None or joined not in path:
+            texts.append(charset.ctc_greedy(path))
+        else:
+            texts.append(_recounted(path, logits[:n, b], charset, joined, frames_per_column))
+    return texts
+
+
+def decode_line(logits: torch.Tensor, charset: Charset, frames_per_column: int = 1) -> str:
+    """The text of one line's (T, C) logits: the greedy path, joined runs recounted."""
+    return decode_batch(logits[:, None], [len(logits)], charset, frames_per_column)[0]
+
+
+def _recounted(
+    best: list[int], logits: torch.Tensor, charset: Charset, joined: int, frames_per_column: int
+) -> str:
+    found = emissions(best, charset.blank)
+    labels = [e.label for e in found]
+    advance = digit_advance(found, charset)
+    if not advance:
+        return charset.decode(labels)
+    p = logits.detach().float().softmax(-1)[:, joined].cpu()
+    k = frames_per_column if len(p) % frames_per_column == 0 else 1
+    column = p.reshape(-1, k).amax(1).repeat_interleave(k)  # the best of each column's frames
+    likely = (column >= LIKELY).tolist()
+    out: list[int] = []
+    i = 0
+    while i < len(found):
+        if found[i].label != joined:
+            out.append(found[i].label)
+            i += 1
+            continue
+        start = found[i].first
+        while start > 0 and best[start - 1] == charset.blank and likely[start - 1]:
+            start -= 1
+        j, end = i, found[i].last
+        for t in range(found[i].last + 1, len(best)):
+            if best[t] not in (charset.blank, joined) or not likely[t]:
+                break
+            if j + 1 < len(found) and found[j + 1].first == t:
+                j += 1
+            end = t
+        run = found[i : j + 1]
+        gaps = [b.center - a.center for a, b in pairwise(run)]
+        gaps += [run[0].first - start, end - run[-1].last]
+        count = len(run)
+        if max(gaps) > SKIPPED * advance:
+            count = max(count, round((end - start + 1) / advance))
+        out.extend([joined] * count)
+        i = j + 1
+    return charset.decode(out)
+
+
+__all__ = ["Emission", "decode_batch", "decode_line", "digit_advance", "emissions"]

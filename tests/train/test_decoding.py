@@ -1,0 +1,72 @@
+"""Greedy CTC decoding: emissions with their frames, and joined underscore runs recounted."""
+
+from __future__ import annotations
+
+import torch
+
+from ocrtrain.train.data.charset import Charset
+from ocrtrain.train.decoding import Emission, decode_line, emissions
+
+CS = Charset()
+ADVANCE = 8  # frames from one glyph to the next in the lines below
+
+
+def _line(parts: list[tuple[str, int]], raised: float = 0.2) -> torch.Tensor:
+    """(T, C) logits of a line: each part is (characters, frames); `_` parts are one joined
+    stroke, emitted at its first and last frame only, `_` at `raised` probability between."""
+    frames = sum(n for _, n in parts)
+    logits = torch.zeros(frames, CS.num_classes)
+    logits[:, CS.blank] = 5.0
+    t = 0
+    for text, n in parts:
+        if text.startswith("_"):
+            us = CS.encode("_")[0]
+            logits[t : t + n, us] = 5.0 + float(torch.logit(torch.tensor(raised)))
+            logits[t, us] = logits[t + n - 1, us] = 9.0
+        else:
+            per = n // len(text)
+            for i, label in enumerate(CS.encode(text)):
+                logits[t + i * per + per // 2, label] = 9.0
+        t += n
+    return logits
+
+
+def test_emissions_keep_each_characters_frames() -> None:
+    assert emissions([0, 5, 5, 0, 5, 7, 0]) == [
+        Emission(5, 1, 2),
+        Emission(5, 4, 4),
+        Emission(7, 5, 5),
+    ]
+
+
+def test_a_joined_run_is_counted_by_its_length_over_the_digits_advance() -> None:
+    line = _line([("Milk", 4 * ADVANCE), ("_", 12 * ADVANCE), ("3.59", 4 * ADVANCE)])
+    assert CS.ctc_greedy(line.argmax(-1).tolist()) == "Milk__3.59"  # what the model emits
+    assert decode_line(line, CS, frames_per_column=2) == "Milk" + "_" * 12 + "3.59"
+
+
+def test_runs_already_spaced_and_lines_without_digits_keep_their_count() -> None:
+    spaced = _line([("Milk", 4 * ADVANCE), ("_" * 6, 6 * ADVANCE), ("3.59", 4 * ADVANCE)])
+    spaced[:, CS.encode("_")[0]] = -5.0
+    for i in range(6):  # six emissions, one advance apart
+        spaced[4 * ADVANCE + i * ADVANCE + ADVANCE // 2, CS.encode("_")[0]] = 9.0
+    assert decode_line(spaced, CS, 2) == "Milk______3.59"
+
+    no_digits = _line([("Milk", 4 * ADVANCE), ("_", 12 * ADVANCE), ("ok", 2 * ADVANCE)])
+    assert decode_line(no_digits, CS, 2) == "Milk__ok"
+
+
+def test_a_run_stops_where_its_probability_falls() -> None:
+    """Two rules on one line, paper between them: each is counted on its own extent."""
+    line = _line(
+        [("_", 4 * ADVANCE), ("TOTAL", 5 * ADVANCE), ("_", 4 * ADVANCE), ("10", 2 * ADVANCE)]
+    )
+    assert decode_line(line, CS, 2) == "____TOTAL____10"
+
+
+def test_a_charset_without_underscores_decodes_greedily() -> None:
+    cs = Charset("0123456789ab")
+    logits = torch.zeros(6, cs.num_classes)
+    logits[:, 0] = 5.0
+    logits[1, cs.encode("a")[0]] = logits[4, cs.encode("1")[0]] = 9.0
+    assert decode_line(logits, cs, 2) == "a1"
