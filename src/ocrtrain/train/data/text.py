@@ -170,12 +170,12 @@ def _random_ascii(rng: random.Random) -> str:
 
 def _leader(rng: random.Random) -> str:
     name = " ".join(_case(rng, rng.choice(_ITEMS)) for _ in range(rng.randint(1, 2)))
-    fill = rng.choice("..........-_ ") * rng.randint(2, 16)
+    fill = rng.choice("...--__ ") * rng.randint(2, 16)
     return f"{name} {fill} {rng.choice(_CURRENCY)}{_price(rng)}"
 
 
 def _rule(rng: random.Random) -> str:
-    ch = rng.choice("=-*_.~#+")
+    ch = rng.choice("==--__*.~#+")
     if rng.random() < 0.3:
         word = _case(rng, rng.choice(_LABELS))
         side = ch * rng.randint(2, 12)
@@ -256,7 +256,7 @@ def _money(rng: random.Random) -> str:
 
 
 _KINDS = (
-    (_item, 0.28),
+    (_item, 0.27),
     (_date, 0.07),
     (_total, 0.11),
     (_code, 0.11),
@@ -264,7 +264,7 @@ _KINDS = (
     (_footer, 0.04),
     (_random_ascii, 0.05),
     (_leader, 0.07),
-    (_rule, 0.04),
+    (_rule, 0.05),
     (_masked, 0.04),
     (_digits, 0.04),
     (_run, 0.04),
