@@ -90,13 +90,16 @@ def _framed_line(text: str, px: int) -> Image.Image:
 
 @pytest.mark.parametrize(
     "text",
-    ["=" * 24, ":" * 16 + " 61", "~" * 20, "_" * 20 + " Total", "." * 30, "======= END ======="],
+    [
+        *("=" * 24, ":" * 16 + " 61", "~" * 20, "_" * 20 + " Total", "." * 30),
+        *("*" * 20, "+ " * 12, "#" * 16, "======= END ======="),
+    ],
 )
 @pytest.mark.parametrize("px", [11, 17, 19, 28])
 def test_trim_margins_leaves_rules_and_their_thin_strokes_whole(text: str, px: int) -> None:
-    """A rule alone on its line has no stem to tell its scale: cut to its ink, `=====` would
-    be resized into giant bars. In small lines its strokes are 1 px thin, and a cut beside
-    them must not drop them (`======= END =======` read as `END`)."""
+    """A rule alone on its line has no letter to tell its scale: cut to its ink, `=====` or
+    `*****` would be resized into giant bars or stars. In small lines its strokes are 1 px
+    thin, and a cut beside them must not drop them (`======= END =======` read as `END`)."""
     img = _framed_line(text, px)
     out = trim_margins(img)
     assert (np.asarray(out) < 128).sum() == (np.asarray(img) < 128).sum()

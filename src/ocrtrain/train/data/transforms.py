@@ -108,6 +108,24 @@ def _longest_vertical_runs(band: np.ndarray) -> np.ndarray:
     return longest
 
 
+def _one_glyph_repeated(band: np.ndarray, similar: float = 0.8) -> bool:
+    """Whether the ink's column profile repeats at some glyph pitch (`*****`, `+ + + +`):
+    its autocorrelation, past the first lag where it turns negative, reaches `similar`.
+    Text lines stay below ~0.7, rules of one symbol reach 0.83-0.97."""
+    cols = np.flatnonzero(band.any(axis=0))
+    x = band[:, cols[0] : cols[-1] + 1].sum(axis=0).astype(np.float64)
+    x -= x.mean()
+    power = float((x * x).sum())
+    if power == 0.0:
+        return False
+    ac = np.correlate(x, x, "full")[len(x) - 1 :] / power
+    negative = np.flatnonzero(ac < 0)
+    if negative.size == 0:
+        return False
+    later = ac[negative[0] : len(x) // 2]
+    return bool(later.size and later.max() >= similar)
+
+
 def trim_margins(img: Image.Image) -> Image.Image:
     """Cut blank margins far wider than the synthetic lines' down to half the text height.
 
@@ -119,8 +137,8 @@ def trim_margins(img: Image.Image) -> Image.Image:
     cropped lines, and lines whose ink cannot be told from speckle, are left as they are.
     Ink: pixels well below the paper level once isolated specks are gone (`_despeckled`);
     faint, faded ink still counts. Ink without letters' stems (a rule `=====`, a leader
-    `.....`, `:::::` alone on a line) is not cut to: the line would be resized into giant
-    dashes.
+    `.....`, `:::::` alone on a line) or one glyph repeated (`*****`) is not cut to: the
+    line would be resized into giant dashes or stars.
     """
     gray = img.convert("L")
     a = _despeckled(np.asarray(gray, dtype=np.float32))
@@ -135,6 +153,8 @@ def trim_margins(img: Image.Image) -> Image.Image:
         return img  # whose margins are those of the letters they stand with: left alone
     if (_longest_vertical_runs(band) >= 0.5 * text_h).sum() < 2:  # no stem spans the ink:
         return img  # `=====`, `:::::`, `~~~~~` alone on a line, also left alone
+    if _one_glyph_repeated(band):  # `*****`, `+++++`: a symbol's height is no text height
+        return img
     keep = round(0.5 * text_h)
     y0, y1, x0, x1 = 0, h_img, 0, w_img
     if text_h < 0.4 * h_img and min(top, h_img - bottom) > 0.6 * text_h:
