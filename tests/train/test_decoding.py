@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ocrtrain.train.data.charset import Charset
-from ocrtrain.train.decoding import Emission, decode_line, emissions
+from ocrtrain.train.decoding import Emission, decode_batch, emissions
 
 CS = Charset()
 ADVANCE = 8  # frames from one glyph to the next in the lines below
@@ -31,6 +31,10 @@ def _line(parts: list[tuple[str, int]], raised: float = 0.2) -> torch.Tensor:
     return logits
 
 
+def decode_line(logits: torch.Tensor, cs: Charset = CS, frames_per_column: int = 2) -> str:
+    return decode_batch(logits[:, None], [len(logits)], cs, frames_per_column)[0]
+
+
 def test_emissions_keep_each_characters_frames() -> None:
     assert emissions([0, 5, 5, 0, 5, 7, 0]) == [
         Emission(5, 1, 2),
@@ -42,7 +46,7 @@ def test_emissions_keep_each_characters_frames() -> None:
 def test_a_joined_run_is_counted_by_its_length_over_the_digits_advance() -> None:
     line = _line([("Milk", 4 * ADVANCE), ("_", 12 * ADVANCE), ("3.59", 4 * ADVANCE)])
     assert CS.ctc_greedy(line.argmax(-1).tolist()) == "Milk__3.59"  # what the model emits
-    assert decode_line(line, CS, frames_per_column=2) == "Milk" + "_" * 12 + "3.59"
+    assert decode_line(line) == "Milk" + "_" * 12 + "3.59"
 
 
 def test_runs_already_spaced_and_lines_without_digits_keep_their_count() -> None:
@@ -50,10 +54,10 @@ def test_runs_already_spaced_and_lines_without_digits_keep_their_count() -> None
     spaced[:, CS.encode("_")[0]] = -5.0
     for i in range(6):  # six emissions, one advance apart
         spaced[4 * ADVANCE + i * ADVANCE + ADVANCE // 2, CS.encode("_")[0]] = 9.0
-    assert decode_line(spaced, CS, 2) == "Milk______3.59"
+    assert decode_line(spaced) == "Milk______3.59"
 
     no_digits = _line([("Milk", 4 * ADVANCE), ("_", 12 * ADVANCE), ("ok", 2 * ADVANCE)])
-    assert decode_line(no_digits, CS, 2) == "Milk__ok"
+    assert decode_line(no_digits) == "Milk__ok"
 
 
 def test_a_run_stops_where_its_probability_falls() -> None:
@@ -61,7 +65,7 @@ def test_a_run_stops_where_its_probability_falls() -> None:
     line = _line(
         [("_", 4 * ADVANCE), ("TOTAL", 5 * ADVANCE), ("_", 4 * ADVANCE), ("10", 2 * ADVANCE)]
     )
-    assert decode_line(line, CS, 2) == "____TOTAL____10"
+    assert decode_line(line) == "____TOTAL____10"
 
 
 def test_a_charset_without_underscores_decodes_greedily() -> None:
@@ -69,4 +73,15 @@ def test_a_charset_without_underscores_decodes_greedily() -> None:
     logits = torch.zeros(6, cs.num_classes)
     logits[:, 0] = 5.0
     logits[1, cs.encode("a")[0]] = logits[4, cs.encode("1")[0]] = 9.0
-    assert decode_line(logits, cs, 2) == "a1"
+    assert decode_line(logits, cs) == "a1"
+
+
+def test_a_batch_reads_each_line_to_its_own_length() -> None:
+    long = _line([("Milk", 4 * ADVANCE), ("_", 12 * ADVANCE), ("3.59", 4 * ADVANCE)])
+    short = _line([("ok", 2 * ADVANCE)])
+    logits = torch.zeros(len(long), 2, CS.num_classes)
+    logits[:, 0] = long
+    logits[:, 1, CS.encode("x")[0]] = 9.0  # the padding: never read
+    logits[: len(short), 1] = short
+    texts = decode_batch(logits, [len(long), len(short)], CS, frames_per_column=2)
+    assert texts == ["Milk" + "_" * 12 + "3.59", "ok"]

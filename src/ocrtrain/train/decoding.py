@@ -81,14 +81,10 @@ def decode_batch(
     return texts
 
 
-def decode_line(logits: torch.Tensor, charset: Charset, frames_per_column: int = 1) -> str:
-    """The text of one line's (T, C) logits: the greedy path, joined runs recounted."""
-    return decode_batch(logits[:, None], [len(logits)], charset, frames_per_column)[0]
-
-
 def _recounted(
     best: list[int], logits: torch.Tensor, charset: Charset, joined: int, frames_per_column: int
 ) -> str:
+    """The text of greedy path `best`, its runs of `joined` recounted (see the module)."""
     found = emissions(best, charset.blank)
     labels = [e.label for e in found]
     advance = digit_advance(found, charset)
@@ -126,4 +122,4 @@ def _recounted(
     return charset.decode(out)
 
 
-__all__ = ["Emission", "decode_batch", "decode_line", "digit_advance", "emissions"]
+__all__ = ["Emission", "decode_batch", "digit_advance", "emissions"]
