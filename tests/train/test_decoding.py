@@ -47,6 +47,11 @@ def test_a_joined_run_is_counted_by_its_length_over_the_digits_advance() -> None
     line = _line([("Milk", 4 * ADVANCE), ("_", 12 * ADVANCE), ("3.59", 4 * ADVANCE)])
     assert CS.ctc_greedy(line.argmax(-1).tolist()) == "Milk__3.59"  # what the model emits
     assert decode_line(line) == "Milk" + "_" * 12 + "3.59"
+    us, last = CS.encode("_")[0], 4 * ADVANCE + 12 * ADVANCE - 1
+    line[last, us] = line[last - 1, us]  # one emission only, at the run's start
+    dip = 4 * ADVANCE + 5 * ADVANCE
+    line[dip : dip + 2, us] = -5.0  # and one column where `_` fades: still one run
+    assert decode_line(line) == "Milk" + "_" * 12 + "3.59"
 
 
 def test_runs_already_spaced_and_lines_without_digits_keep_their_count() -> None:

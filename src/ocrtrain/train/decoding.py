@@ -22,7 +22,8 @@ import torch
 from ocrtrain.train.data.charset import Charset
 
 JOINED = "_"
-# A frame stays inside a run while its column's probability of `_` is at least this.
+# A frame stays inside a run while its column's probability of `_` is at least this (or a
+# single column between two such columns dips below it).
 LIKELY = 0.05
 # A run is recounted when two of its emissions (or an emission and the run's end) are more
 # than this many advances apart: the model skipped glyphs there.
@@ -92,8 +93,9 @@ def _recounted(
         return charset.decode(labels)
     p = logits.detach().float().softmax(-1)[:, joined].cpu()
     k = frames_per_column if len(p) % frames_per_column == 0 else 1
-    column = p.reshape(-1, k).amax(1).repeat_interleave(k)  # the best of each column's frames
-    likely = (column >= LIKELY).tolist()
+    column = p.reshape(-1, k).amax(1) >= LIKELY  # the best of each column's frames
+    column[1:-1] |= column[:-2] & column[2:]  # a column's dip between two likely ones
+    likely = column.repeat_interleave(k).tolist()
     out: list[int] = []
     i = 0
     while i < len(found):
