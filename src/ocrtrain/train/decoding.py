@@ -69,8 +69,10 @@ def digit_advance(found: Sequence[Emission], charset: Charset) -> float | None:
 def decode_batch(
     logits: torch.Tensor, lengths: Sequence[int], charset: Charset, frames_per_column: int = 1
 ) -> list[str]:
-    """The texts of (T, B, C) logits, line b cut at its `lengths[b]` frames."""
-    best = logits.detach().argmax(-1).t().cpu()
+    """The texts of (T, B, C) logits, line b cut at its `lengths[b]` frames (whole columns of
+    `frames_per_column` frames, as `CRNN.output_lengths` gives them)."""
+    logits = logits.detach()
+    best = logits.argmax(-1).t().cpu()
     joined = charset.encode(JOINED)[0] if JOINED in charset.chars else None
     texts = []
     for b, n in enumerate(lengths):
@@ -91,8 +93,8 @@ def _recounted(
     advance = digit_advance(found, charset)
     if not advance:
         return charset.decode(labels)
-    p = logits.detach().float().softmax(-1)[:, joined].cpu()
-    k = frames_per_column if len(p) % frames_per_column == 0 else 1
+    k = frames_per_column
+    p = logits.float().softmax(-1)[:, joined].cpu()
     column = p.reshape(-1, k).amax(1) >= LIKELY  # the best of each column's frames
     column[1:-1] |= column[:-2] & column[2:]  # a column's dip between two likely ones
     likely = column.repeat_interleave(k).tolist()

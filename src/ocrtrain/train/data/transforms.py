@@ -108,12 +108,11 @@ def _longest_vertical_runs(band: np.ndarray) -> np.ndarray:
     return longest
 
 
-def _one_glyph_repeated(band: np.ndarray, similar: float = 0.8) -> bool:
-    """Whether the ink's column profile repeats at some glyph pitch (`*****`, `+ + + +`):
-    its autocorrelation, past the first lag where it turns negative, reaches `similar`.
-    Text lines stay below ~0.7, rules of one symbol reach 0.83-0.97."""
-    cols = np.flatnonzero(band.any(axis=0))
-    x = band[:, cols[0] : cols[-1] + 1].sum(axis=0).astype(np.float64)
+def _one_glyph_repeated(ink: np.ndarray, similar: float = 0.8) -> bool:
+    """Whether the column profile of `ink` (the mask of its box) repeats at some glyph pitch
+    (`*****`, `+ + + +`): its autocorrelation, past the first lag where it turns negative,
+    reaches `similar`. Text lines stay below ~0.7, rules of one symbol reach 0.83-0.97."""
+    x = ink.sum(axis=0).astype(np.float64)
     x -= x.mean()
     power = float((x * x).sum())
     if power == 0.0:
@@ -153,8 +152,8 @@ def trim_margins(img: Image.Image) -> Image.Image:
         return img  # whose margins are those of the letters they stand with: left alone
     if (_longest_vertical_runs(band) >= 0.5 * text_h).sum() < 2:  # no stem spans the ink:
         return img  # `=====`, `:::::`, `~~~~~` alone on a line, also left alone
-    if _one_glyph_repeated(band):  # `*****`, `+++++`: a symbol's height is no text height
-        return img
+    if _one_glyph_repeated(band[:, left:right]):  # `*****`, `+++++`: a symbol's height
+        return img  # is no text height
     keep = round(0.5 * text_h)
     y0, y1, x0, x1 = 0, h_img, 0, w_img
     if text_h < 0.4 * h_img and min(top, h_img - bottom) > 0.6 * text_h:
