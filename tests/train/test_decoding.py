@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ocrtrain.train.data.charset import Charset
-from ocrtrain.train.decoding import Emission, decode_batch, emissions
+from ocrtrain.train.decoding import ADVANCE_PER_HEIGHT, Emission, decode_batch, emissions
 
 CS = Charset()
 ADVANCE = 8  # frames from one glyph to the next in the lines below
@@ -31,8 +31,13 @@ def _line(parts: list[tuple[str, int]], raised: float = 0.2) -> torch.Tensor:
     return logits
 
 
-def decode_line(logits: torch.Tensor, cs: Charset = CS, frames_per_column: int = 2) -> str:
-    return decode_batch(logits[:, None], [len(logits)], cs, frames_per_column)[0]
+def decode_line(
+    logits: torch.Tensor,
+    cs: Charset = CS,
+    frames_per_column: int = 2,
+    line_frames: float | None = None,
+) -> str:
+    return decode_batch(logits[:, None], [len(logits)], cs, frames_per_column, line_frames)[0]
 
 
 def test_emissions_keep_each_characters_frames() -> None:
@@ -50,8 +55,10 @@ def test_a_joined_run_is_counted_by_its_length_over_the_digits_advance() -> None
     us, last = CS.encode("_")[0], 4 * ADVANCE + 12 * ADVANCE - 1
     line[last, us] = line[last - 1, us]  # one emission only, at the run's start
     dip = 4 * ADVANCE + 5 * ADVANCE
-    line[dip : dip + 2, us] = -5.0  # and one column where `_` fades: still one run
+    line[dip : dip + 4, us] = -5.0  # and two columns where `_` fades: still one run
     assert decode_line(line) == "Milk" + "_" * 12 + "3.59"
+    line[dip + 4 : dip + 6, us] = -5.0  # three columns of paper end it: five before them
+    assert decode_line(line) == "Milk" + "_" * 5 + "3.59"
 
 
 def test_runs_already_spaced_and_lines_without_digits_keep_their_count() -> None:
@@ -63,6 +70,12 @@ def test_runs_already_spaced_and_lines_without_digits_keep_their_count() -> None
 
     no_digits = _line([("Milk", 4 * ADVANCE), ("_", 12 * ADVANCE), ("ok", 2 * ADVANCE)])
     assert decode_line(no_digits) == "Milk__ok"
+
+
+def test_a_rule_without_digits_is_counted_by_the_advance_its_line_height_suggests() -> None:
+    rule = _line([("_", 20 * ADVANCE)])
+    assert decode_line(rule) == "__"
+    assert decode_line(rule, line_frames=ADVANCE / ADVANCE_PER_HEIGHT) == "_" * 20
 
 
 def test_a_run_stops_where_its_probability_falls() -> None:

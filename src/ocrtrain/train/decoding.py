@@ -6,8 +6,9 @@ leader of twelve it emits two or three, and between them its probability of `_` 
 raised, below the blank's. Such a run is recounted as its extent (the frames where `_` stays
 likely) over the line's own glyph advance, measured between neighbouring digits, as in the
 price that ends a leader (`Ham & Cheese ________ 3.59`); digits and underscores have about
-the same advance in most fonts. A run whose emissions are already about one advance apart
-keeps its count, and so does any run on a line without two neighbouring digits.
+the same advance in most fonts. On a line without two neighbouring digits (a rule of
+underscores alone) the advance is the one typical of the line's height instead. A run whose
+emissions are already about one advance apart keeps its count.
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ import torch
 from ocrtrain.train.data.charset import Charset
 
 JOINED = "_"
-# A frame stays inside a run while its column's probability of `_` is at least this (or a
-# single column between two such columns dips below it).
+# A frame stays inside a run while its column's probability of `_` is at least this, or
+# while it lies in a dip of at most BRIDGED columns between two such columns (after an
+# emission the model is sure of a blank for a column or two).
 LIKELY = 0.05
+BRIDGED = 2
 # A run is recounted when two of its emissions (or an emission and the run's end) are more
 # than this many advances apart: the model skipped glyphs there.
 SKIPPED = 1.5
+# An underscore's advance over the height of its line image, where no digits measure it: the
+# median of the training fonts as the renderer draws them (their middle 80%: 0.26-0.46).
+ADVANCE_PER_HEIGHT = 0.37
 _DIGITS = "0123456789"
 
 
@@ -67,10 +73,15 @@ def digit_advance(found: Sequence[Emission], charset: Charset) -> float | None:
 
 
 def decode_batch(
-    logits: torch.Tensor, lengths: Sequence[int], charset: Charset, frames_per_column: int = 1
+    logits: torch.Tensor,
+    lengths: Sequence[int],
+    charset: Charset,
+    frames_per_column: int = 1,
+    line_frames: float | None = None,
 ) -> list[str]:
     """The texts of (T, B, C) logits, line b cut at its `lengths[b]` frames (whole columns of
-    `frames_per_column` frames, as `CRNN.output_lengths` gives them)."""
+    `frames_per_column` frames, as `CRNN.output_lengths` gives them). `line_frames`: how many
+    frames one line height spans; without it, runs on lines without digits keep their count."""
     logits = logits.detach()
     best = logits.argmax(-1).t().cpu()
     joined = charset.encode(JOINED)[0] if JOINED in charset.chars else None
@@ -80,24 +91,31 @@ def decode_batch(
         if joined is None or joined not in path:
             texts.append(charset.ctc_greedy(path))
         else:
-            texts.append(_recounted(path, logits[:n, b], charset, joined, frames_per_column))
+            texts.append(
+                _recounted(path, logits[:n, b], charset, joined, frames_per_column, line_frames)
+            )
     return texts
 
 
 def _recounted(
-    best: list[int], logits: torch.Tensor, charset: Charset, joined: int, frames_per_column: int
+    best: list[int],
+    logits: torch.Tensor,
+    charset: Charset,
+    joined: int,
+    frames_per_column: int,
+    line_frames: float | None,
 ) -> str:
     """The text of greedy path `best`, its runs of `joined` recounted (see the module)."""
     found = emissions(best, charset.blank)
-    labels = [e.label for e in found]
     advance = digit_advance(found, charset)
+    if not advance and line_frames:
+        advance = ADVANCE_PER_HEIGHT * line_frames
     if not advance:
-        return charset.decode(labels)
+        return charset.decode([e.label for e in found])
     k = frames_per_column
     p = logits.float().softmax(-1)[:, joined].cpu()
-    column = p.reshape(-1, k).amax(1) >= LIKELY  # the best of each column's frames
-    column[1:-1] |= column[:-2] & column[2:]  # a column's dip between two likely ones
-    likely = column.repeat_interleave(k).tolist()
+    column = _bridged((p.reshape(-1, k).amax(1) >= LIKELY).tolist())
+    likely = [c for c in column for _ in range(k)]
     out: list[int] = []
     i = 0
     while i < len(found):
@@ -124,6 +142,18 @@ def _recounted(
         out.extend([joined] * count)
         i = j + 1
     return charset.decode(out)
+
+
+def _bridged(column: list[bool]) -> list[bool]:
+    """`column` with each dip of at most `BRIDGED` False columns between two True ones filled."""
+    out = list(column)
+    last = None  # the last True column seen
+    for i, likely in enumerate(column):
+        if likely:
+            if last is not None and 1 < i - last <= BRIDGED + 1:
+                out[last + 1 : i] = [True] * (i - last - 1)
+            last = i
+    return out
 
 
 __all__ = ["Emission", "decode_batch", "digit_advance", "emissions"]

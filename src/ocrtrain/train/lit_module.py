@@ -111,7 +111,11 @@ class OCRLitModule(L.LightningModule):
         """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width, with
         runs of joined underscores counted by their length (`decoding`)."""
         lengths = self.net.output_lengths(widths.cpu()).clamp(max=logits.shape[0])
-        return decode_batch(logits, lengths.tolist(), self.charset, self.net.frames_per_column)
+        k = self.net.frames_per_column
+        line_px = self.hparams["height"] * self.hparams["width_scale"]  # a line height, across
+        return decode_batch(
+            logits, lengths.tolist(), self.charset, k, line_frames=line_px / self.net.downsample * k
+        )
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         log_probs = logits.float().log_softmax(-1)  # the CTC loss in float32, also under bf16
