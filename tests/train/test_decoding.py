@@ -12,15 +12,16 @@ ADVANCE = 8  # frames from one glyph to the next in the lines below
 
 
 def _line(parts: list[tuple[str, int]], raised: float = 0.2) -> torch.Tensor:
-    """(T, C) logits of a line: each part is (characters, frames); `_` parts are one joined
-    stroke, emitted at its first and last frame only, `_` at `raised` probability between."""
+    """(T, C) logits of a line: each part is (characters, frames); a part of one `_`, `=` or
+    `-` is one joined stroke, emitted at its first and last frame only, the character at `raised`
+    probability between."""
     frames = sum(n for _, n in parts)
     logits = torch.zeros(frames, CS.num_classes)
     logits[:, CS.blank] = 5.0
     t = 0
     for text, n in parts:
-        if text.startswith("_"):
-            us = CS.encode("_")[0]
+        if text in ("_", "=", "-"):
+            us = CS.encode(text[0])[0]
             logits[t : t + n, us] = 5.0 + float(torch.logit(torch.tensor(raised)))
             logits[t, us] = logits[t + n - 1, us] = 9.0
         else:
@@ -62,10 +63,8 @@ def test_a_joined_run_is_counted_by_its_length_over_the_digits_advance() -> None
 
 
 def test_runs_already_spaced_and_lines_without_digits_keep_their_count() -> None:
+    # six emissions, one advance apart
     spaced = _line([("Milk", 4 * ADVANCE), ("_" * 6, 6 * ADVANCE), ("3.59", 4 * ADVANCE)])
-    spaced[:, CS.encode("_")[0]] = -5.0
-    for i in range(6):  # six emissions, one advance apart
-        spaced[4 * ADVANCE + i * ADVANCE + ADVANCE // 2, CS.encode("_")[0]] = 9.0
     assert decode_line(spaced) == "Milk______3.59"
 
     no_digits = _line([("Milk", 4 * ADVANCE), ("_", 12 * ADVANCE), ("ok", 2 * ADVANCE)])
@@ -76,6 +75,13 @@ def test_a_rule_without_digits_is_counted_by_the_advance_its_line_height_suggest
     rule = _line([("_", 20 * ADVANCE)])
     assert decode_line(rule) == "__"
     assert decode_line(rule, line_frames=ADVANCE / ADVANCE_PER_HEIGHT) == "_" * 20
+
+
+def test_ligature_joined_rules_are_counted_and_separate_glyphs_kept() -> None:
+    joined = _line([("=", 10 * ADVANCE), ("COPY", 4 * ADVANCE), ("-", 6 * ADVANCE), ("10", 16)])
+    assert decode_line(joined) == "=" * 10 + "COPY" + "-" * 6 + "10"
+    separate = _line([("=" * 10, 10 * ADVANCE), ("10", 2 * ADVANCE)])  # one emission a glyph
+    assert decode_line(separate) == "=" * 10 + "10"
 
 
 def test_a_run_stops_where_its_probability_falls() -> None:

@@ -1,14 +1,16 @@
-"""Greedy CTC decoding, with runs of joined underscores counted by their length.
+"""Greedy CTC decoding, with runs of joined strokes (`____`, and `====` or `----` where a
+font joins them) counted by their length.
 
-A run of underscores is one unbroken stroke in most fonts: nothing in the image marks where
-one ends and the next begins. The model places its emissions from glyph edges, so for a
-leader of twelve it emits two or three, and between them its probability of `_` stays
-raised, below the blank's. Such a run is recounted as its extent (the frames where `_` stays
-likely) over the line's own glyph advance, measured between neighbouring digits, as in the
-price that ends a leader (`Ham & Cheese ________ 3.59`); digits and underscores have about
-the same advance in most fonts. On a line without two neighbouring digits (a rule of
-underscores alone) the advance is the one typical of the line's height instead. A run whose
-emissions are already about one advance apart keeps its count.
+A run of underscores is one unbroken stroke in most fonts, and so are runs of `=` or `-` in
+fonts whose ligatures join them: nothing in the image marks where one glyph ends and the next
+begins. The model places its emissions from glyph edges, so for a leader of twelve it emits
+two or three, and between them its probability of the character stays raised, below the
+blank's. Such a run is recounted as its extent (the frames where the character stays likely)
+over the line's own glyph advance, measured between neighbouring digits, as in the price that
+ends a leader (`Ham & Cheese ________ 3.59`); digits and these characters have about the same
+advance in the fonts that join them. On a line without two neighbouring digits (a rule alone)
+the advance is the one typical of the line's height instead. A run whose emissions are
+already about one advance apart (separate glyphs) keeps its count.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import torch
 
 from ocrtrain.train.data.charset import Charset
 
-JOINED = "_"
-# A frame stays inside a run while its column's probability of `_` is at least this, or
+JOINED = "_=-"
+# A frame stays inside a run while its column's probability of the character is at least this, or
 # while it lies in a dip of at most BRIDGED columns between two such columns (after an
 # emission the model is sure of a blank for a column or two).
 LIKELY = 0.05
@@ -31,8 +33,9 @@ BRIDGED = 2
 # A run is recounted when two of its emissions (or an emission and the run's end) are more
 # than this many advances apart: the model skipped glyphs there.
 SKIPPED = 1.5
-# An underscore's advance over the height of its line image, where no digits measure it: the
-# median of the training fonts as the renderer draws them (their middle 80%: 0.26-0.46).
+# A joined character's advance over the height of its line image, where no digits measure
+# it: the underscore's median in the training fonts as the renderer draws them (their middle
+# 80%: 0.26-0.46).
 ADVANCE_PER_HEIGHT = 0.37
 _DIGITS = "0123456789"
 
@@ -84,11 +87,11 @@ def decode_batch(
     frames one line height spans; without it, runs on lines without digits keep their count."""
     logits = logits.detach()
     best = logits.argmax(-1).t().cpu()
-    joined = charset.encode(JOINED)[0] if JOINED in charset.chars else None
+    joined = frozenset(charset.encode("".join(c for c in JOINED if c in charset.chars)))
     texts = []
     for b, n in enumerate(lengths):
         path: list[int] = best[b, :n].tolist()
-        if joined is None or joined not in path:
+        if joined.isdisjoint(path):
             texts.append(charset.ctc_greedy(path))
         else:
             texts.append(
@@ -101,34 +104,37 @@ def _recounted(
     best: list[int],
     logits: torch.Tensor,
     charset: Charset,
-    joined: int,
+    joined: frozenset[int],
     frames_per_column: int,
     line_frames: float | None,
 ) -> str:
-    """The text of greedy path `best`, its runs of `joined` recounted (see the module)."""
+    """The text of greedy path `best`, its runs of `joined` characters recounted (see the
+    module)."""
     found = emissions(best, charset.blank)
     advance = digit_advance(found, charset)
     if not advance and line_frames:
         advance = ADVANCE_PER_HEIGHT * line_frames
     if not advance:
         return charset.decode([e.label for e in found])
-    k = frames_per_column
-    p = logits.float().softmax(-1)[:, joined].cpu()
-    column = _bridged((p.reshape(-1, k).amax(1) >= LIKELY).tolist())
-    likely = [c for c in column for _ in range(k)]
+    probs = logits.float().softmax(-1).cpu()
+    likely: dict[int, list[bool]] = {}
     out: list[int] = []
     i = 0
     while i < len(found):
-        if found[i].label != joined:
-            out.append(found[i].label)
+        label = found[i].label
+        if label not in joined:
+            out.append(label)
             i += 1
             continue
+        if label not in likely:
+            likely[label] = _likely(probs[:, label], frames_per_column)
+        inside = likely[label]
         start = found[i].first
-        while start > 0 and best[start - 1] == charset.blank and likely[start - 1]:
+        while start > 0 and best[start - 1] == charset.blank and inside[start - 1]:
             start -= 1
         j, end = i, found[i].last
         for t in range(found[i].last + 1, len(best)):
-            if best[t] not in (charset.blank, joined) or not likely[t]:
+            if best[t] not in (charset.blank, label) or not inside[t]:
                 break
             if j + 1 < len(found) and found[j + 1].first == t:
                 j += 1
@@ -139,9 +145,17 @@ def _recounted(
         count = len(run)
         if max(gaps) > SKIPPED * advance:
             count = max(count, round((end - start + 1) / advance))
-        out.extend([joined] * count)
+        out.extend([label] * count)
         i = j + 1
     return charset.decode(out)
+
+
+def _likely(p: torch.Tensor, frames_per_column: int) -> list[bool]:
+    """Per frame: whether its column's best frame gives the character at least `LIKELY`,
+    dips of up to `BRIDGED` columns bridged."""
+    k = frames_per_column
+    column = _bridged((p.reshape(-1, k).amax(1) >= LIKELY).tolist())
+    return [c for c in column for _ in range(k)]
 
 
 def _bridged(column: list[bool]) -> list[bool]:

@@ -109,7 +109,7 @@ class OCRLitModule(L.LightningModule):
 
     def decode(self, logits: torch.Tensor, widths: torch.Tensor) -> list[str]:
         """Greedy CTC decoding of (T, B, C) logits, each cut at its image's own width, with
-        runs of joined underscores counted by their length (`decoding`)."""
+        runs of joined strokes (`____`) counted by their length (`decoding`)."""
         lengths = self.net.output_lengths(widths.cpu()).clamp(max=logits.shape[0])
         k = self.net.frames_per_column
         line_px = self.hparams["height"] * self.hparams["width_scale"]  # a line height, across
