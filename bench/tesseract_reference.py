@@ -30,6 +30,7 @@ from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.fonts import pick_fonts
 from ocrtrain.train.data.render import Degrade
 from ocrtrain.train.data.synth import synth_image
+from ocrtrain.train.data.text import TEXT_MIXES
 from ocrtrain.train.metrics import TextScore
 
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", default="clean,default,heavy,severe,plain")
     parser.add_argument("--lang", default="eng")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--text", default="receipts", choices=sorted(TEXT_MIXES))
     args = parser.parse_args(argv)
     exe = shutil.which("tesseract")
     if exe is None:
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             deg = Degrade(**data["degrade_presets"][preset])
             paths, texts = [], []
             for i in range(args.n):  # the lines of SynthLines(seed=HELD_OUT_SEED), as images
-                img, text = synth_image(i, HELD_OUT_SEED, fonts, deg, charset, 40)
+                img, text = synth_image(i, HELD_OUT_SEED, fonts, deg, charset, 40, args.text)
                 path = Path(tmp) / f"{preset}-{i}.png"
                 img.save(path)
                 paths.append(path)
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             score.update(list(pool.map(lambda p: read_line(exe, p, args.lang), paths)), texts)
             rows[preset] = {"cer": score.cer, "line_acc": score.line_acc, "lines": score.lines}
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
-    print(f"{version.splitlines()[0] if version else 'tesseract'} (--psm 7, -l {args.lang})")
+    name = version.splitlines()[0] if version else "tesseract"
+    print(f"{name} (--psm 7, -l {args.lang}), {args.text} text")
     print("| preset | Tesseract CER | line accuracy | lines |")
     print("|---|---|---|---|")
     for preset, r in rows.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -316,3 +317,14 @@ def test_labels_count_a_gap_as_one_space() -> None:
     cs = Charset()
     labels = [synth_image(i, 5, ["pillow"], Degrade(), cs, 40)[1] for i in range(200)]
     assert all("  " not in t and t == t.strip() for t in labels)
+
+
+def test_the_basic_text_mix_leaves_out_leaders_rules_and_runs() -> None:
+    cs = Charset()
+    run = re.compile(r"([._=~#+-])\1{3}")  # a leader or rule (masked `****` are codes)
+    basic = [synth_image(i, 5, ["pillow"], Degrade(), cs, 40, "basic")[1] for i in range(300)]
+    receipts = [synth_image(i, 5, ["pillow"], Degrade(), cs, 40)[1] for i in range(300)]
+    assert not any(run.search(t) for t in basic)
+    assert sum(bool(run.search(t)) for t in receipts) > 10
+    with pytest.raises(ValueError, match="text mix 'other'"):
+        SynthLines(cs, ["pillow"], Degrade(), 0, 4, 32, 400, text_mix="other")

@@ -16,40 +16,53 @@ from torch.utils.data import Dataset, Sampler
 
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.render import Degrade, LinePlan, paint, plan_line
-from ocrtrain.train.data.text import label_of, receipt_line
+from ocrtrain.train.data.text import TEXT_MIXES, label_of, receipt_line
 from ocrtrain.train.data.transforms import Sample, to_tensor
 
 UNBOUNDED = 2**62
 
 
 def synth_text(
-    index: int, seed: int, charset: Charset, max_chars: int
+    index: int, seed: int, charset: Charset, max_chars: int, mix: str = "receipts"
 ) -> tuple[str, random.Random]:
-    """The text of sample `index` under `seed`, and the RNG to render it with."""
+    """The text of sample `index` under `seed` (kinds of lines: `text.TEXT_MIXES[mix]`), and
+    the RNG to render it with."""
     rng = random.Random(f"{seed}:{index}")
-    text = receipt_line(rng, max_chars)
+    text = receipt_line(rng, max_chars, mix)
     for _ in range(20):  # a restricted charset: draw again, then drop what it cannot express
         if not charset.unknown(text):
             break
-        text = receipt_line(rng, max_chars)
+        text = receipt_line(rng, max_chars, mix)
     else:
         text = "".join(c for c in text if not charset.unknown(c)).strip() or charset.chars[0]
     return text, rng
 
 
 def synth_plan(
-    index: int, seed: int, fonts: Sequence[str], deg: Degrade, charset: Charset, max_chars: int
+    index: int,
+    seed: int,
+    fonts: Sequence[str],
+    deg: Degrade,
+    charset: Charset,
+    max_chars: int,
+    mix: str = "receipts",
 ) -> LinePlan:
     """Every random choice of sample `index` under `seed`: its text, font and degradations."""
-    text, rng = synth_text(index, seed, charset, max_chars)
+    text, rng = synth_text(index, seed, charset, max_chars, mix)
     return plan_line(text, rng.choice(list(fonts)), rng, deg)
 
 
 def synth_image(
-    index: int, seed: int, fonts: Sequence[str], deg: Degrade, charset: Charset, max_chars: int
+    index: int,
+    seed: int,
+    fonts: Sequence[str],
+    deg: Degrade,
+    charset: Charset,
+    max_chars: int,
+    mix: str = "receipts",
 ) -> tuple[Image.Image, str]:
     """The (image, label) pair of sample `index` under `seed` (see `text.label_of`)."""
-    plan = synth_plan(index, seed, fonts, deg, charset, max_chars)
+    plan = synth_plan(index, seed, fonts, deg, charset, max_chars, mix)
     return paint(plan), label_of(plan.text)
 
 
@@ -69,7 +82,10 @@ class SynthLines(Dataset[Sample]):
         width_scale: float = 1.0,
         short_samples: int = 0,
         short_chars: int = 16,
+        text_mix: str = "receipts",
     ) -> None:
+        if text_mix not in TEXT_MIXES:
+            raise ValueError(f"text mix {text_mix!r} is not one of {', '.join(TEXT_MIXES)}")
         self.charset = charset
         self.fonts = list(fonts)
         self.degrade = degrade if isinstance(degrade, Degrade) else Degrade(**dict(degrade))
@@ -82,9 +98,14 @@ class SynthLines(Dataset[Sample]):
         # curriculum: the first `short_samples` lines are cut to `short_chars` characters
         self.short_samples = short_samples
         self.short_chars = short_chars
+        self.text_mix = text_mix
 
     def _max_chars(self, index: int) -> int:
         return self.short_chars if index < self.short_samples else self.max_chars
+
+    def _args(self, index: int) -> tuple[int, int, list[str], Degrade, Charset, int, str]:
+        chars = self._max_chars(index)
+        return index, self.seed, self.fonts, self.degrade, self.charset, chars, self.text_mix
 
     def __len__(self) -> int:
         return UNBOUNDED if self.size is None else self.size
@@ -92,14 +113,10 @@ class SynthLines(Dataset[Sample]):
     def aspect(self, index: int) -> float:
         """Width / height of line `index`, estimated without rendering it: its width at the
         model's height, up to a factor, for batching lines of similar width."""
-        return synth_plan(
-            index, self.seed, self.fonts, self.degrade, self.charset, self._max_chars(index)
-        ).aspect()
+        return synth_plan(*self._args(index)).aspect()
 
     def __getitem__(self, index: int) -> Sample:
-        img, text = synth_image(
-            index, self.seed, self.fonts, self.degrade, self.charset, self._max_chars(index)
-        )
+        img, text = synth_image(*self._args(index))
         tensor = to_tensor(img, self.height, self.max_width, self.width_scale)
         return tensor, text, self.charset.encode(text)
 
