@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ParamSpec
 
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
@@ -20,6 +20,7 @@ from ocrtrain.train.data.text import TEXT_MIXES, label_of, receipt_line
 from ocrtrain.train.data.transforms import Sample, to_tensor
 
 UNBOUNDED = 2**62
+P = ParamSpec("P")
 
 
 def synth_text(
@@ -52,18 +53,17 @@ def synth_plan(
     return plan_line(text, rng.choice(list(fonts)), rng, deg)
 
 
-def synth_image(
-    index: int,
-    seed: int,
-    fonts: Sequence[str],
-    deg: Degrade,
-    charset: Charset,
-    max_chars: int,
-    mix: str = "receipts",
-) -> tuple[Image.Image, str]:
-    """The (image, label) pair of sample `index` under `seed` (see `text.label_of`)."""
-    plan = synth_plan(index, seed, fonts, deg, charset, max_chars, mix)
-    return paint(plan), label_of(plan.text)
+def _drawn(plan_of: Callable[P, LinePlan]) -> Callable[P, tuple[Image.Image, str]]:
+    def draw(*args: P.args, **kwargs: P.kwargs) -> tuple[Image.Image, str]:
+        plan = plan_of(*args, **kwargs)
+        return paint(plan), label_of(plan.text)
+
+    return draw
+
+
+# The (image, label) pair of sample `index` under `seed` (see `text.label_of`); it takes what
+# `synth_plan` takes.
+synth_image = _drawn(synth_plan)
 
 
 class SynthLines(Dataset[Sample]):
