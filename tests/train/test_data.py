@@ -19,7 +19,7 @@ from ocrtrain.train.data.render import Degrade
 from ocrtrain.train.data.synth import EpochSampler, SynthLines, WidthBuckets, synth_image
 from ocrtrain.train.data.text import label_of
 from ocrtrain.train.data.transforms import collate, read_line_image, to_tensor, trim_margins
-from ocrtrain.train.errors import DataError
+from ocrtrain.train.errors import ConfigError, DataError
 from ocrtrain.train.metrics import TextScore, edit_distance
 
 
@@ -328,3 +328,18 @@ def test_the_basic_text_mix_leaves_out_leaders_rules_and_runs() -> None:
     assert sum(bool(run.search(t)) for t in receipts) > 10
     with pytest.raises(ValueError, match="text mix 'other'"):
         SynthLines(cs, ["pillow"], Degrade(), 0, 4, 32, 400, text_mix="other")
+
+
+def test_lines_are_drawn_under_each_preset_of_a_list() -> None:
+    cs = Charset()
+    small = {"height_min": 14, "height_max": 16, "rotate_max": 0.0, "native_p": 1.0}
+    large = {**small, "height_min": 38, "height_max": 40}
+    ds = SynthLines(cs, [BUNDLED], [small, large, large], 0, 60, 32, 2000)
+    assert isinstance(ds.degrade, tuple) and len(ds.degrade) == 3
+    heights = [synth_image(i, 0, [BUNDLED], ds.degrade, cs, 40)[0].height for i in range(60)]
+    assert 10 < sum(h < 20 for h in heights) < 30 and sum(h > 34 for h in heights) > 30
+    alone = SynthLines(cs, [BUNDLED], [small], 0, 4, 32, 400)
+    assert alone.degrade == Degrade(**small)  # one preset in a list: lines as without the list
+    for bad, message in (([], "empty list"), ([{"blur": 1}], "unexpected keyword")):
+        with pytest.raises(ConfigError, match=f"data.train.degrade: .*{message}"):
+            OCRDataModule(train_fonts=[BUNDLED], train={"degrade": bad})

@@ -16,7 +16,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ocrtrain.train.data.charset import Charset
 from ocrtrain.train.data.folder import LabelFolder
 from ocrtrain.train.data.fonts import fonts_in, pick_fonts, resolve_fonts, without_held_out
-from ocrtrain.train.data.synth import EpochSampler, ShardSampler, SynthLines, WidthBuckets
+from ocrtrain.train.data.synth import (
+    EpochSampler,
+    ShardSampler,
+    SynthLines,
+    WidthBuckets,
+    degrades,
+)
 from ocrtrain.train.data.transforms import collate
 from ocrtrain.train.data.workers import record_shared_tmpdir, worker_init
 from ocrtrain.train.errors import ConfigError
@@ -167,10 +173,15 @@ class OCRDataModule(L.LightningDataModule):
             # unbounded: the sampler picks `batches_per_epoch` batches of fresh lines per epoch
             self.train_samples = int(spec.get("batches_per_epoch", 100)) * self.batch_size
             size = None
+        try:
+            given = spec.get("degrade")
+            degrade = degrades({} if given is None else given)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"data.{split}.degrade: {exc}") from exc
         return SynthLines(
             self.charset,
             fonts,
-            spec.get("degrade") or {},
+            degrade,
             seed=int(spec.get("seed", 0)),
             size=None if size is None else int(size),
             height=self.height,

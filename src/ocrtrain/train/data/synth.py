@@ -43,14 +43,33 @@ def synth_plan(
     index: int,
     seed: int,
     fonts: Sequence[str],
-    deg: Degrade,
+    deg: Degrade | Sequence[Degrade],
     charset: Charset,
     max_chars: int,
     mix: str = "receipts",
 ) -> LinePlan:
-    """Every random choice of sample `index` under `seed`: its text, font and degradations."""
+    """Every random choice of sample `index` under `seed`: its text, font and degradations
+    (under `deg`, or under one of several picked for the line)."""
     text, rng = synth_text(index, seed, charset, max_chars, mix)
-    return plan_line(text, rng.choice(list(fonts)), rng, deg)
+    font = rng.choice(list(fonts))
+    if not isinstance(deg, Degrade):
+        deg = rng.choice(list(deg))
+    return plan_line(text, font, rng, deg)
+
+
+def degrades(
+    spec: Degrade | Mapping[str, Any] | Sequence[Mapping[str, Any] | Degrade],
+) -> Degrade | tuple[Degrade, ...]:
+    """The degradation ranges of a preset, or of a list of presets that lines are drawn under
+    in turn (one picked at random per line: list a preset twice to draw it twice as often)."""
+    if isinstance(spec, Degrade):
+        return spec
+    if isinstance(spec, Mapping):
+        return Degrade(**dict(spec))
+    each = [d if isinstance(d, Degrade) else Degrade(**dict(d)) for d in spec]
+    if not each:
+        raise ValueError("an empty list of degradation presets")
+    return each[0] if len(each) == 1 else tuple(each)
 
 
 def _drawn(plan_of: Callable[P, LinePlan]) -> Callable[P, tuple[Image.Image, str]]:
@@ -73,7 +92,7 @@ class SynthLines(Dataset[Sample]):
         self,
         charset: Charset,
         fonts: Sequence[str],
-        degrade: Mapping[str, Any] | Degrade,
+        degrade: Degrade | Mapping[str, Any] | Sequence[Mapping[str, Any] | Degrade],
         seed: int,
         size: int | None,
         height: int,
@@ -88,7 +107,7 @@ class SynthLines(Dataset[Sample]):
             raise ValueError(f"text mix {text_mix!r} is not one of {', '.join(TEXT_MIXES)}")
         self.charset = charset
         self.fonts = list(fonts)
-        self.degrade = degrade if isinstance(degrade, Degrade) else Degrade(**dict(degrade))
+        self.degrade = degrades(degrade)
         self.seed = seed
         self.size = size
         self.height = height
@@ -103,7 +122,9 @@ class SynthLines(Dataset[Sample]):
     def _max_chars(self, index: int) -> int:
         return self.short_chars if index < self.short_samples else self.max_chars
 
-    def _args(self, index: int) -> tuple[int, int, list[str], Degrade, Charset, int, str]:
+    def _args(
+        self, index: int
+    ) -> tuple[int, int, list[str], Degrade | tuple[Degrade, ...], Charset, int, str]:
         chars = self._max_chars(index)
         return index, self.seed, self.fonts, self.degrade, self.charset, chars, self.text_mix
 
