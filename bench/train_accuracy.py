@@ -30,12 +30,13 @@ from ocrtrain.train.data.synth import SynthLines
 from ocrtrain.train.data.text import TEXT_MIXES
 from ocrtrain.train.data.transforms import collate
 from ocrtrain.train.inference import load_model
+from ocrtrain.train.lit_module import OCRLitModule
 from ocrtrain.train.metrics import TextScore
 
 HELD_OUT_SEED = 1_000_003
 
 
-def score(model: object, dataset: SynthLines) -> tuple[TextScore, float]:
+def score(model: OCRLitModule, dataset: SynthLines) -> tuple[TextScore, float]:
     loader = DataLoader(
         dataset, batch_size=64, collate_fn=collate, **loader_kwargs({"num_workers": 2})
     )
@@ -43,7 +44,7 @@ def score(model: object, dataset: SynthLines) -> tuple[TextScore, float]:
     t0 = time.perf_counter()
     with torch.inference_mode():
         for b in loader:
-            s.update(model.decode(model(b["images"], b["widths"]), b["widths"]), b["texts"])  # type: ignore[attr-defined]
+            s.update(model.decode(model(b["images"], b["widths"]), b["widths"]), b["texts"])
     return s, len(dataset) / (time.perf_counter() - t0)
 
 
